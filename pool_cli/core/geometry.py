@@ -1,0 +1,279 @@
+"""Geometry of pooling: layouts, parsed sizes and paddings, output lengths, window coverage.
+
+Everything here follows PyTorch and ONNX: output length
+``floor((L + pb + pe - d*(k-1) - 1) / s) + 1`` (ceil with ``ceil_mode``, dropping a last
+window that would start at or beyond ``L + pb``), and ``same`` padding as ONNX's
+``SAME_UPPER`` / ``SAME_LOWER``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import PoolError
+
+SPATIAL_LETTERS = "DHW"
+LAYOUT_LETTERS = "NCDHW"
+DEFAULT_LAYOUTS = {1: "W", 2: "HW", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
+PADDING_WORDS = ("valid", "same", "same-lower")
+
+
+def resolve_layout(layout: str | None, ndim: int) -> str:
+    """Return the layout of an ``ndim``-dimensional array, checked.
+
+    Examples
+    --------
+    >>> resolve_layout(None, 3)
+    'CHW'
+    >>> resolve_layout("hwc", 3)
+    'HWC'
+    """
+    if layout is None:
+        if ndim not in DEFAULT_LAYOUTS:
+            raise PoolError(f"a {ndim}-D array has no default layout: give one, e.g. layout='NCDHW'")
+        return DEFAULT_LAYOUTS[ndim]
+    checked = check_layout(layout)
+    if len(checked) != ndim:
+        raise PoolError(f"layout {checked!r} names {len(checked)} axes but the array has {ndim}")
+    return checked
+
+
+def check_layout(layout: str) -> str:
+    """Check a layout's letters without an array: known, unique, at least one spatial one."""
+    if not isinstance(layout, str) or not layout:
+        raise PoolError(f"layout must be a string of the letters {LAYOUT_LETTERS}, got {layout!r}")
+    letters = layout.upper()
+    unknown = sorted(set(letters) - set(LAYOUT_LETTERS))
+    if unknown:
+        raise PoolError(f"layout {layout!r} has unknown letters {''.join(unknown)} "
+                        f"(use N, C, D, H, W)")
+    if len(set(letters)) != len(letters):
+        raise PoolError(f"layout {layout!r} repeats a letter")
+    if not set(letters) & set(SPATIAL_LETTERS):
+        raise PoolError(f"layout {layout!r} has no spatial axis (D, H or W)")
+    return letters
+
+
+def spatial_axes(layout: str) -> tuple[int, ...]:
+    """Positions of the spatial letters of a layout, in layout order."""
+    return tuple(i for i, letter in enumerate(layout) if letter in SPATIAL_LETTERS)
+
+
+def parse_sizes(value, name: str) -> tuple[int, ...]:
+    """Parse a size given as an int, a sequence, or a string ``'3'``, ``'3x2'``, ``'3,2'``.
+
+    Returns one value (meaning every spatial axis) or one per axis; every value is at least 1.
+
+    Examples
+    --------
+    >>> parse_sizes("3x2", "window")
+    (3, 2)
+    >>> parse_sizes(2, "stride")
+    (2,)
+    """
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[x,]", value.strip().lower())]
+        try:
+            values = tuple(int(p) for p in parts)
+        except ValueError:
+            raise PoolError(f"{name} must be whole numbers like 3, 3x2 or 3,2; got {value!r}") from None
+    else:
+        values = _int_tuple(value, name)
+    if not values or min(values) < 1:
+        raise PoolError(f"{name} must be at least 1 on every axis, got {_show(values)}")
+    return values
+
+
+def parse_padding(value) -> str | tuple[tuple[int, int], ...]:
+    """Parse a padding: an int, per-axis ints, per-axis (begin, end) pairs, or a word.
+
+    Strings take the CLI forms ``'1'``, ``'1,2'``, ``'1:2,0:1'`` and the words ``'valid'``,
+    ``'same'``, ``'same-lower'``. Returns the word ``'same'``/``'same-lower'`` or per-axis pairs
+    (one pair meaning every axis).
+
+    Examples
+    --------
+    >>> parse_padding("1:2,0:1")
+    ((1, 2), (0, 1))
+    >>> parse_padding(1)
+    ((1, 1),)
+    >>> parse_padding("valid")
+    ((0, 0),)
+    """
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "valid":
+            return ((0, 0),)
+        if text in PADDING_WORDS:
+            return text
+        try:
+            pairs = tuple(_pair(part.split(":")) for part in text.split(","))
+        except ValueError:
+            raise PoolError(f"padding must be N, N1,N2, B1:E1,B2:E2, valid, same or same-lower; "
+                            f"got {value!r}") from None
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pairs = ((int(value), int(value)),)
+    else:
+        try:
+            pairs = tuple(_pair(item if isinstance(item, (tuple, list)) else (item,))
+                          for item in value)
+        except (TypeError, ValueError):
+            raise PoolError(f"padding must be an int, per-axis ints or (begin, end) pairs; "
+                            f"got {value!r}") from None
+    if not pairs or min(min(p) for p in pairs) < 0:
+        raise PoolError(f"padding must not be negative, got {value!r}")
+    return pairs
+
+
+def broadcast(values: tuple, naxes: int, name: str) -> tuple:
+    """Stretch one value to ``naxes`` axes, or check that there is one value per axis."""
+    if len(values) == 1:
+        return values * naxes
+    if len(values) != naxes:
+        raise PoolError(f"{name} has {len(values)} values but the input has {naxes} spatial "
+                        f"{'axis' if naxes == 1 else 'axes'}")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """How one spatial axis is pooled: input length, window, stride, dilation, padding.
+
+    ``out`` is the output length; :meth:`offset_ranges` says which outputs each window
+    offset reaches inside the input.
+    """
+
+    length: int
+    window: int
+    stride: int
+    dilation: int
+    pad_begin: int
+    pad_end: int
+    out: int
+
+    @property
+    def span(self) -> int:
+        """Cells from the first to the last tap of a window (the effective window)."""
+        return self.dilation * (self.window - 1) + 1
+
+    def offset_ranges(self) -> list[tuple[int, int]]:
+        """For each offset j of the window, the outputs ``[lo, hi)`` whose tap j is inside."""
+        s, d, pb, length = self.stride, self.dilation, self.pad_begin, self.length
+        ranges = []
+        for j in range(self.window):
+            lo = max(0, _ceil_div(pb - j * d, s))
+            hi = min(self.out, (length - 1 + pb - j * d) // s + 1)
+            ranges.append((lo, max(lo, hi)))
+        return ranges
+
+    def counts(self, include_pad: bool = False) -> np.ndarray:
+        """Cells each window covers inside the input (or inside the padded input)."""
+        s, d = self.stride, self.dilation
+        taps = np.arange(self.out)[:, None] * s - self.pad_begin + np.arange(self.window) * d
+        lo, hi = (-self.pad_begin, self.length + self.pad_end) if include_pad else (0, self.length)
+        return ((taps >= lo) & (taps < hi)).sum(axis=1)
+
+
+def make_axis(length: int, window: int, stride: int, dilation: int,
+              padding: tuple[int, int] | str, ceil_mode: bool) -> Axis:
+    """Resolve one axis: 'same' padding, output length, and the input-dependent checks."""
+    span = dilation * (window - 1) + 1
+    if isinstance(padding, str):
+        padding = same_padding(length, stride, span, lower=padding == "same-lower")
+    pb, pe = padding
+    padded = length + pb + pe
+    if span > padded:
+        what = f"window {window}" + (f" with dilation {dilation} (spans {span})" if dilation > 1 else "")
+        raise PoolError(f"{what} is larger than the padded input ({length} + {pb + pe} padding)")
+    if ceil_mode:
+        out = _ceil_div(padded - span, stride) + 1
+        if (out - 1) * stride >= length + pb:
+            out -= 1
+    else:
+        out = (padded - span) // stride + 1
+    axis = Axis(length, window, stride, dilation, pb, pe, out)
+    empty = np.flatnonzero(axis.counts() == 0)
+    if empty.size:
+        raise PoolError(f"window {empty[0]} of an axis of length {length} covers no input cell "
+                        f"(window {window}, stride {stride}, dilation {dilation}, padding {pb}:{pe})")
+    return axis
+
+
+def same_padding(length: int, stride: int, span: int, lower: bool = False) -> tuple[int, int]:
+    """ONNX SAME_UPPER (odd cell at the end) or SAME_LOWER padding, so that out = ceil(L/s).
+
+    Examples
+    --------
+    >>> same_padding(6, 1, 2), same_padding(6, 1, 2, lower=True)
+    ((0, 1), (1, 0))
+    """
+    out = _ceil_div(length, stride)
+    total = max((out - 1) * stride + span - length, 0)
+    small, big = total // 2, total - total // 2
+    return (big, small) if lower else (small, big)
+
+
+def adaptive_bounds(length: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of each adaptive window: floor(i*L/out) .. ceil((i+1)*L/out).
+
+    Examples
+    --------
+    >>> [b.tolist() for b in adaptive_bounds(5, 3)]
+    [[0, 1, 3], [2, 4, 5]]
+    """
+    i = np.arange(out)
+    return (i * length) // out, -((-(i + 1) * length) // out)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pair(parts) -> tuple[int, int]:
+    values = [int(p) if isinstance(p, str) else _whole(p) for p in parts]
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise ValueError(parts)
+
+
+def _whole(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(value)
+    return int(value)
+
+
+def _int_tuple(value, name: str) -> tuple[int, ...]:
+    items = value if isinstance(value, (tuple, list, np.ndarray)) else (value,)
+    try:
+        return tuple(_whole(v) for v in items)
+    except ValueError:
+        raise PoolError(f"{name} must be whole numbers, got {value!r}") from None
+
+
+def _show(values: tuple) -> str:
+    return "x".join(str(v) for v in values) if values else "nothing"
+
+
+def check_padding_fits(pads, windows, dilations) -> None:
+    """Padding on either side must be smaller than the effective window (input-independent)."""
+    if isinstance(pads, str):
+        return
+    n = max(len(pads), len(windows), len(dilations))
+    for pad, k, d in zip(*(broadcast(v, n, name) for v, name in
+                           ((pads, "padding"), (windows, "window"), (dilations, "dilation")))):
+        span = d * (k - 1) + 1
+        if max(pad) >= span:
+            raise PoolError(f"padding {pad[0]}:{pad[1]} is not smaller than the window "
+                            f"({span} cells) on its side")
+
+
+__all__ = [
+    "Axis", "DEFAULT_LAYOUTS", "PADDING_WORDS", "adaptive_bounds", "broadcast", "check_layout",
+    "check_padding_fits", "make_axis", "parse_padding", "parse_sizes", "resolve_layout",
+    "same_padding", "spatial_axes",
+]

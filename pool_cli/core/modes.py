@@ -1,0 +1,54 @@
+"""The table of named reductions: every mode poolcli knows, read by the API, the CLI and --help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One pooling mode.
+
+    ``combine`` merges two partial results of a window (``np.maximum``, ``np.add``, ...);
+    ``skip_nan_combine`` is the NaN-skipping version for the extremes. Sum-like modes
+    (``sum``, ``avg``, ``lp``) add up, then finish with a divisor or a root.
+    ``options`` are the mode-specific parameters this mode accepts.
+    """
+
+    name: str
+    summary: str
+    combine: np.ufunc
+    skip_nan_combine: np.ufunc | None = None
+    options: tuple[str, ...] = ()
+
+    @property
+    def is_extreme(self) -> bool:
+        return self.skip_nan_combine is not None
+
+    def work_dtype(self, dtype: np.dtype) -> np.dtype:
+        """The dtype the window is combined in."""
+        if self.is_extreme:
+            return dtype
+        if dtype.kind in "biu":
+            return np.dtype(np.int64 if self.name == "sum" else np.float64)
+        return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+    def output_dtype(self, dtype: np.dtype) -> np.dtype:
+        """The dtype of the result: see the SPEC's "Data types"."""
+        if self.is_extreme or dtype.kind == "f":
+            return dtype
+        return self.work_dtype(dtype)
+
+
+MODES: dict[str, Mode] = {
+    mode.name: mode
+    for mode in (
+        Mode("max", "largest value in each window (bool: any)", np.maximum, np.fmax),
+        Mode("min", "smallest value in each window (bool: all)", np.minimum, np.fmin),
+        Mode("avg", "mean of each window", np.add, options=("count_include_pad",)),
+        Mode("sum", "sum of each window (integers widen to int64)", np.add),
+        Mode("lp", "Lp norm of each window, (sum |x|^p)^(1/p)", np.add, options=("power",)),
+    )
+}

@@ -1,0 +1,410 @@
+"""The pooling algorithms and :func:`pool`, the one entry point.
+
+Pooling is separable: a window over several axes is a window over each axis in turn, for the
+extremes exactly and for sums up to the order of additions. Each axis pass combines, for
+every window offset ``j``, one strided slice of the input into the output. A slice is only
+ever taken over the outputs whose tap ``j`` lies inside the input, so padding is never
+materialised and never needs a fill value: an output's first in-range tap is copied in, the
+later ones are combined with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce as fold
+
+import numpy as np
+
+from .errors import PoolError
+from .geometry import (
+    Axis, adaptive_bounds, broadcast, check_layout, check_padding_fits, make_axis,
+    parse_padding, parse_sizes, resolve_layout, spatial_axes,
+)
+from .modes import MODES, Mode
+
+REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "V": "structured",
+                 "M": "datetime", "m": "timedelta"}
+
+
+def pool(x, mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+         count_include_pad: bool = False, layout: str | None = None, power: float | None = None,
+         ignore_nan: bool = False, output_size=None, global_pool: bool = False) -> np.ndarray:
+    """Pool an array over its spatial axes, exactly as PyTorch and ONNX do.
+
+    Parameters
+    ----------
+    x : array_like
+        Input of dtype bool, integer or float. Complex, object and string arrays are refused.
+    mode : {'max', 'min', 'avg', 'sum', 'lp'}
+        The reduction (see ``pool_cli.core.modes.MODES``).
+    window, stride, dilation : int, sequence of int or str, optional
+        One value for every spatial axis or one per axis (``3``, ``(3, 2)``, ``'3x2'``).
+        ``window`` defaults to 2, ``stride`` to the window, ``dilation`` to 1.
+    padding : int, sequence or str, optional
+        ``N``, per-axis ``N``, per-axis ``(begin, end)`` pairs, ``'valid'``, ``'same'`` (odd cell
+        at the end) or ``'same-lower'``. Padded cells never win a max or min and add nothing to
+        sums; for ``avg`` they are left out of the divisor unless ``count_include_pad``.
+    ceil_mode : bool, optional
+        Keep a last partial window, unless it would start at or beyond the end padding.
+    count_include_pad : bool, optional
+        ``avg`` only: padded cells count as zeros in the divisor (cells past the padded input,
+        reached through ``ceil_mode``, never count).
+    layout : str, optional
+        Axis letters ``N``, ``C``, ``D``, ``H``, ``W``; defaults by ndim: ``W``, ``HW``, ``CHW``,
+        ``NCHW``, ``NCDHW``. Pooling runs over D, H and W, per N and C independently.
+    power : float, optional
+        ``lp`` only: the p of ``(sum |x|^p)^(1/p)``, > 0 (default 2).
+    ignore_nan : bool, optional
+        Skip NaN instead of propagating it; a window holding only NaN gives NaN.
+    output_size : int or sequence of int, optional
+        Adaptive pooling to this size: window ``i`` spans ``floor(i*L/out)`` to
+        ``ceil((i+1)*L/out)``. Replaces window, stride, padding and dilation.
+    global_pool : bool, optional
+        One window over each whole spatial extent; spatial axes stay, with size 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array: max/min keep the dtype; sum widens integers to int64; avg and lp keep
+        float dtypes (float16 computed in float32) and give float64 for integers.
+
+    Raises
+    ------
+    PoolError
+        For every user mistake, with a one-line message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]])
+    >>> pool(x, "max", window=2)
+    array([[6, 8]])
+    >>> pool(x, "avg", window=2, ceil_mode=True)
+    array([[ 3.5,  5.5],
+           [ 9.5, 11.5]])
+    >>> pool(x, "max", window=3, stride=1, padding=1)[0]
+    array([6, 7, 8, 8])
+    >>> pool(x, "sum", global_pool=True)
+    array([[78]])
+    >>> pool(np.arange(5.0), "avg", output_size=3)
+    array([0.5, 2. , 3.5])
+    """
+    spec = make_spec(mode, window=window, stride=stride, padding=padding, dilation=dilation,
+                     ceil_mode=ceil_mode, count_include_pad=count_include_pad, layout=layout,
+                     power=power, ignore_nan=ignore_nan, output_size=output_size,
+                     global_pool=global_pool)
+    return spec.apply(x)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Pooling parameters, checked as far as they can be without an input.
+
+    Make one with :func:`make_spec`; :meth:`plan` resolves it for an input shape and
+    :meth:`apply` pools an array.
+    """
+
+    mode: Mode
+    window: tuple[int, ...] = (2,)
+    stride: tuple[int, ...] | None = None
+    padding: str | tuple[tuple[int, int], ...] = ((0, 0),)
+    dilation: tuple[int, ...] = (1,)
+    ceil_mode: bool = False
+    count_include_pad: bool = False
+    layout: str | None = None
+    power: float = 2.0
+    ignore_nan: bool = False
+    output_size: tuple[int, ...] | None = None
+    global_pool: bool = False
+
+    def plan(self, shape: tuple[int, ...]) -> "WindowPlan | AdaptivePlan | GlobalPlan":
+        """Resolve the geometry for an input of this shape (raises PoolError if it does not fit)."""
+        layout = resolve_layout(self.layout, len(shape))
+        axes = spatial_axes(layout)
+        lengths = [shape[a] for a in axes]
+        for letter, length in zip((layout[a] for a in axes), lengths):
+            if length == 0:
+                raise PoolError(f"spatial axis {letter} has length 0")
+        if self.global_pool:
+            return GlobalPlan(layout, axes, tuple(shape))
+        if self.output_size is not None:
+            sizes = broadcast(self.output_size, len(axes), "output_size")
+            for letter, size, length in zip((layout[a] for a in axes), sizes, lengths):
+                if size > length:
+                    raise PoolError(f"output_size {size} is larger than the input ({length}) "
+                                    f"on axis {letter}")
+            return AdaptivePlan(layout, axes, tuple(shape), sizes)
+        per_axis = [broadcast(v, len(axes), name) for v, name in (
+            (self.window, "window"), (self.stride or self.window, "stride"),
+            (self.dilation, "dilation"))]
+        pads = self.padding if isinstance(self.padding, str) else broadcast(
+            self.padding, len(axes), "padding")
+        geometry = []
+        for i, (axis, k, s, d) in enumerate(zip(axes, *per_axis)):
+            pad = pads if isinstance(pads, str) else pads[i]
+            try:
+                geometry.append(make_axis(shape[axis], k, s, d, pad, self.ceil_mode))
+            except PoolError as error:
+                raise PoolError(f"axis {layout[axis]}: {error}") from None
+        return WindowPlan(layout, axes, tuple(shape), tuple(geometry))
+
+    def apply(self, x) -> np.ndarray:
+        """Pool ``x`` (any array-like) with these parameters."""
+        x = np.asarray(x)
+        if x.dtype.kind in REFUSED_KINDS:
+            raise PoolError(f"{REFUSED_KINDS[x.dtype.kind]} arrays ({x.dtype}) cannot be pooled")
+        return self.run(x, self.plan(x.shape))
+
+    def run(self, x: np.ndarray, plan) -> np.ndarray:
+        """Pool ``x`` along an already resolved plan."""
+        mode = self.mode
+        skip_nan = self.ignore_nan and x.dtype.kind == "f"
+        if mode.is_extreme:
+            combine = mode.skip_nan_combine if skip_nan else mode.combine
+            return np.asarray(plan.reduce(x, combine, x.dtype))
+        work = mode.work_dtype(x.dtype)
+        src = _abs_power(x, self.power, work) if mode.name == "lp" else x
+        if skip_nan:
+            present = ~np.isnan(src)
+            src = np.where(present, src, 0)
+            n_present = plan.reduce(present, np.add, np.int64)
+        total = plan.reduce(src, np.add, work)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if mode.name == "avg":
+                divisor = plan.counts(self.count_include_pad)
+                if skip_nan:
+                    divisor = n_present + (divisor - plan.counts(False))
+                total /= divisor.astype(work)
+            elif skip_nan:
+                total[n_present == 0] = np.nan
+            if mode.name == "lp":
+                _root(total, self.power)
+        return np.asarray(total.astype(mode.output_dtype(x.dtype), copy=False))
+
+
+def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mode=False,
+              count_include_pad=False, layout=None, power=None, ignore_nan=False,
+              output_size=None, global_pool=False) -> PoolSpec:
+    """Check every rule that holds whatever the input, and return a :class:`PoolSpec`.
+
+    Examples
+    --------
+    >>> make_spec("avg", window="3x3", stride=1, padding=1).window
+    (3, 3)
+    >>> make_spec("max", power=3)
+    Traceback (most recent call last):
+    ...
+    pool_cli.core.errors.PoolError: power is an option of lp only, not of max
+    """
+    if mode not in MODES:
+        raise PoolError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+    chosen = MODES[mode]
+    for option, given in (("power", power is not None), ("count_include_pad", count_include_pad)):
+        if given and option not in chosen.options:
+            owner = next(m.name for m in MODES.values() if option in m.options)
+            raise PoolError(f"{option} is an option of {owner} only, not of {mode}")
+    power = 2.0 if power is None else _check_power(power)
+    layout = None if layout is None else check_layout(layout)
+    if global_pool or output_size is not None:
+        return _adaptive_or_global_spec(chosen, window, stride, padding, dilation, ceil_mode,
+                                        layout, power, ignore_nan, output_size, global_pool)
+    window = parse_sizes(2 if window is None else window, "window")
+    stride = None if stride is None else parse_sizes(stride, "stride")
+    dilation = parse_sizes(dilation, "dilation")
+    padding = parse_padding(padding)
+    lists = {"window": window, "stride": stride or (), "dilation": dilation,
+             "padding": () if isinstance(padding, str) else padding}
+    _check_axis_counts(lists, layout)
+    check_padding_fits(padding, window, dilation)
+    return PoolSpec(chosen, window, stride, padding, dilation, bool(ceil_mode),
+                    bool(count_include_pad), layout, power, bool(ignore_nan))
+
+
+def _adaptive_or_global_spec(mode, window, stride, padding, dilation, ceil_mode, layout, power,
+                             ignore_nan, output_size, global_pool) -> PoolSpec:
+    if global_pool and output_size is not None:
+        raise PoolError("global pooling and output_size exclude each other")
+    what = "global pooling" if global_pool else "output_size"
+    unused = [name for name, is_set in (
+        ("window", window is not None), ("stride", stride is not None),
+        ("padding", parse_padding(padding) != ((0, 0),)),
+        ("dilation", parse_sizes(dilation, "dilation") != (1,)), ("ceil_mode", ceil_mode)) if is_set]
+    if unused:
+        raise PoolError(f"{what} replaces {', '.join(unused)}: leave {'it' if len(unused) == 1 else 'them'} out")
+    sizes = None
+    if output_size is not None:
+        sizes = parse_sizes(output_size, "output_size")
+        _check_axis_counts({"output_size": sizes}, layout)
+    return PoolSpec(mode, layout=layout, power=power, ignore_nan=bool(ignore_nan),
+                    output_size=sizes, global_pool=bool(global_pool))
+
+
+def _check_axis_counts(lists: dict[str, tuple], layout: str | None) -> None:
+    """Per-axis lists must agree with each other and with an explicit layout."""
+    per_axis = {name: len(v) for name, v in lists.items() if len(v) > 1}
+    if layout is not None:
+        naxes = len(spatial_axes(layout))
+        for name, n in per_axis.items():
+            if n != naxes:
+                raise PoolError(f"{name} has {n} values but layout {layout} has {naxes} spatial "
+                                f"{'axis' if naxes == 1 else 'axes'}")
+    if len(set(per_axis.values())) > 1:
+        raise PoolError("per-axis values disagree in length: " +
+                        ", ".join(f"{name} has {n}" for name, n in per_axis.items()))
+
+
+def _check_power(power) -> float:
+    try:
+        p = float(power)
+    except (TypeError, ValueError):
+        raise PoolError(f"power must be a number > 0, got {power!r}") from None
+    if not (p > 0 and np.isfinite(p)):
+        raise PoolError(f"power must be a finite number > 0, got {power!r}")
+    return p
+
+
+def _abs_power(x: np.ndarray, p: float, dtype: np.dtype) -> np.ndarray:
+    magnitude = np.abs(x.astype(dtype))
+    if p == 2:
+        return np.square(magnitude, out=magnitude)
+    return magnitude if p == 1 else np.power(magnitude, dtype.type(p), out=magnitude)
+
+
+def _root(total: np.ndarray, p: float) -> None:
+    if p == 2:
+        np.sqrt(total, out=total)
+    elif p != 1:
+        np.power(total, total.dtype.type(1 / p), out=total)
+
+
+def _along(a: np.ndarray, axis: int, sl) -> np.ndarray:
+    """``a[..., sl, ...]`` with ``sl`` on ``axis``."""
+    return a[(slice(None),) * axis + (sl,)]
+
+
+def _shape_along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    """Reshape a 1-D array so that it broadcasts along ``axis`` of an ndim array."""
+    return values.reshape([-1 if i == axis else 1 for i in range(ndim)])
+
+
+def pool_axis(x: np.ndarray, axis: int, geometry: Axis, combine: np.ufunc, dtype) -> np.ndarray:
+    """One separable pass: pool ``x`` along one axis into a new array of ``dtype``."""
+    out = np.empty(x.shape[:axis] + (geometry.out,) + x.shape[axis + 1:], dtype)
+    s = geometry.stride
+    filled = None  # outputs [filled, ...) already hold a partial result
+    for j, (lo, hi) in enumerate(geometry.offset_ranges()):
+        if lo == hi:
+            continue
+        start = lo * s - geometry.pad_begin + j * geometry.dilation
+        taps = _along(x, axis, slice(start, start + (hi - lo - 1) * s + 1, s))
+        if filled is None:
+            _along(out, axis, slice(lo, hi))[...] = taps
+        else:
+            _along(out, axis, slice(lo, filled))[...] = _along(taps, axis, slice(0, filled - lo))
+            partial = _along(out, axis, slice(filled, hi))
+            combine(partial, _along(taps, axis, slice(filled - lo, None)), out=partial)
+        filled = lo
+    return out
+
+
+def adaptive_axis(x: np.ndarray, axis: int, size: int, combine: np.ufunc, dtype) -> np.ndarray:
+    """Adaptive pooling along one axis: window i spans floor(i*L/size) .. ceil((i+1)*L/size)."""
+    length = x.shape[axis]
+    starts, ends = adaptive_bounds(length, size)
+    out = np.empty(x.shape[:axis] + (size,) + x.shape[axis + 1:], dtype)
+    out[...] = np.take(x, starts, axis=axis)
+    for j in range(1, int((ends - starts).max())):
+        inside = _shape_along(ends - starts > j, axis, x.ndim)
+        taps = np.take(x, np.minimum(starts + j, length - 1), axis=axis)
+        combine(out, taps, out=out, where=inside)
+    return out
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Sliding-window pooling resolved for one input shape."""
+
+    layout: str
+    axes: tuple[int, ...]
+    in_shape: tuple[int, ...]
+    geometry: tuple[Axis, ...]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        shape = list(self.in_shape)
+        for axis, g in zip(self.axes, self.geometry):
+            shape[axis] = g.out
+        return tuple(shape)
+
+    def reduce(self, x, combine, dtype) -> np.ndarray:
+        for axis, g in zip(self.axes, self.geometry):
+            x = pool_axis(x, axis, g, combine, dtype)
+        return x
+
+    def counts(self, include_pad: bool) -> np.ndarray:
+        ndim = len(self.in_shape)
+        return fold(np.multiply, (_shape_along(g.counts(include_pad), axis, ndim)
+                                  for axis, g in zip(self.axes, self.geometry)))
+
+    def describe(self) -> dict:
+        g = self.geometry
+        return {"window": [a.window for a in g], "stride": [a.stride for a in g],
+                "padding": [[a.pad_begin, a.pad_end] for a in g],
+                "dilation": [a.dilation for a in g]}
+
+
+@dataclass(frozen=True)
+class AdaptivePlan:
+    """Adaptive pooling to a given output size, resolved for one input shape."""
+
+    layout: str
+    axes: tuple[int, ...]
+    in_shape: tuple[int, ...]
+    sizes: tuple[int, ...]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        shape = list(self.in_shape)
+        for axis, size in zip(self.axes, self.sizes):
+            shape[axis] = size
+        return tuple(shape)
+
+    def reduce(self, x, combine, dtype) -> np.ndarray:
+        for axis, size in zip(self.axes, self.sizes):
+            x = adaptive_axis(x, axis, size, combine, dtype)
+        return x
+
+    def counts(self, include_pad: bool) -> np.ndarray:
+        ndim = len(self.in_shape)
+        widths = (np.subtract(*adaptive_bounds(self.in_shape[a], n)[::-1])
+                  for a, n in zip(self.axes, self.sizes))
+        return fold(np.multiply, (_shape_along(w, a, ndim) for a, w in zip(self.axes, widths)))
+
+    def describe(self) -> dict:
+        n = len(self.axes)
+        return {"window": None, "stride": None, "padding": [[0, 0]] * n, "dilation": None,
+                "output_size": list(self.sizes)}
+
+
+@dataclass(frozen=True)
+class GlobalPlan:
+    """One window over each whole spatial extent."""
+
+    layout: str
+    axes: tuple[int, ...]
+    in_shape: tuple[int, ...]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(1 if i in self.axes else n for i, n in enumerate(self.in_shape))
+
+    def reduce(self, x, combine, dtype) -> np.ndarray:
+        return combine.reduce(x, axis=self.axes, dtype=dtype, keepdims=True)
+
+    def counts(self, include_pad: bool) -> np.ndarray:
+        return np.array(int(np.prod([self.in_shape[a] for a in self.axes])))
+
+    def describe(self) -> dict:
+        extent = [self.in_shape[a] for a in self.axes]
+        return {"window": extent, "stride": extent, "padding": [[0, 0]] * len(extent),
+                "dilation": [1] * len(extent)}
