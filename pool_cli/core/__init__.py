@@ -2,6 +2,6 @@
 
 from .errors import PoolError
 from .modes import MODES, Mode
-from .pooling import PoolSpec, make_spec, pool
+from .pooling import PoolSpec, check_dtype, make_spec, pool
 
-__all__ = ["MODES", "Mode", "PoolError", "PoolSpec", "make_spec", "pool"]
+__all__ = ["MODES", "Mode", "PoolError", "PoolSpec", "check_dtype", "make_spec", "pool"]

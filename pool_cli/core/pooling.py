@@ -151,8 +151,7 @@ class PoolSpec:
     def apply(self, x) -> np.ndarray:
         """Pool ``x`` (any array-like) with these parameters."""
         x = np.asarray(x)
-        if x.dtype.kind in REFUSED_KINDS:
-            raise PoolError(f"{REFUSED_KINDS[x.dtype.kind]} arrays ({x.dtype}) cannot be pooled")
+        check_dtype(x.dtype)
         return self.run(x, self.plan(x.shape))
 
     def run(self, x: np.ndarray, plan) -> np.ndarray:
@@ -182,6 +181,12 @@ class PoolSpec:
         return np.asarray(total.astype(mode.output_dtype(x.dtype), copy=False))
 
 
+def check_dtype(dtype: np.dtype) -> None:
+    """Refuse dtypes that cannot be pooled: complex, object, string and the like."""
+    if dtype.kind in REFUSED_KINDS:
+        raise PoolError(f"{REFUSED_KINDS[dtype.kind]} arrays ({dtype}) cannot be pooled")
+
+
 def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mode=False,
               count_include_pad=False, layout=None, power=None, ignore_nan=False,
               output_size=None, global_pool=False) -> PoolSpec:
@@ -204,6 +209,8 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
             owner = next(m.name for m in MODES.values() if option in m.options)
             raise PoolError(f"{option} is an option of {owner} only, not of {mode}")
     power = 2.0 if power is None else _check_power(power)
+    padding = 0 if padding is None else padding
+    dilation = 1 if dilation is None else dilation
     layout = None if layout is None else check_layout(layout)
     if global_pool or output_size is not None:
         return _adaptive_or_global_spec(chosen, window, stride, padding, dilation, ceil_mode,

@@ -1,0 +1,255 @@
+"""One job and batches: load -> pool -> save, with timings and per-file errors.
+
+A failure of one input never stops the batch: it becomes a :class:`Result` with ``ok`` False
+and a one-line ``error`` naming the input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import io
+from .core import PoolError, PoolSpec, check_dtype
+from .core.geometry import DEFAULT_LAYOUTS
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how results are written."""
+
+    output: str | None = None
+    format: str | None = None
+    overwrite: bool = False
+    jpeg_quality: int = 95
+    png_compression: int = 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: its path, and its folder relative to a recursive root (kept under -o DIR)."""
+
+    path: str
+    subdir: str = ""
+
+
+@dataclass
+class Result:
+    """What happened to one array of one input: the row of a report."""
+
+    input: str
+    mode: str
+    output: str | None = None
+    key: str | None = None
+    input_shape: list[int] | None = None
+    output_shape: list[int] | None = None
+    input_dtype: str | None = None
+    output_dtype: str | None = None
+    layout: str | None = None
+    geometry: dict = field(default_factory=dict)
+    ceil_mode: bool = False
+    load_ms: float = 0.0
+    pool_ms: float = 0.0
+    save_ms: float = 0.0
+    input_bytes: int = 0
+    ok: bool = True
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The SPEC's JSON object for this row (``key`` only for .npz members)."""
+        data = {"input": self.input, "output": self.output, "mode": self.mode,
+                "input_shape": self.input_shape, "output_shape": self.output_shape,
+                "input_dtype": self.input_dtype, "output_dtype": self.output_dtype,
+                "layout": self.layout, "window": None, "stride": None, "padding": None,
+                "dilation": None, **self.geometry, "ceil_mode": self.ceil_mode,
+                "load_ms": round(self.load_ms, 3), "pool_ms": round(self.pool_ms, 3),
+                "save_ms": round(self.save_ms, 3), "ok": self.ok}
+        if self.key is not None:
+            data["key"] = self.key
+        if self.warnings:
+            data["warnings"] = self.warnings
+        if not self.ok:
+            data["error"] = self.error
+        return data
+
+
+def find_sources(paths: list[str], recursive: bool) -> Iterator[Source | Result]:
+    """Expand the command's inputs: files as given, folders walked when ``recursive``.
+
+    A folder without ``recursive`` yields a failed :class:`Result` (the mode is filled in later).
+    """
+    for path in paths:
+        if path == "-" or not os.path.isdir(path):
+            yield Source(path)
+        elif not recursive:
+            yield Result(path, "", ok=False, error=f"{path}: is a folder (add -r to pool the files in it)")
+        else:
+            for folder, dirs, files in os.walk(path):
+                dirs.sort()
+                subdir = os.path.relpath(folder, path)
+                for name in sorted(files):
+                    if io.format_for_path(name):
+                        yield Source(os.path.join(folder, name), "" if subdir == "." else subdir)
+
+
+def output_path(source: Source, options: OutputOptions, mode: str, fmt: str) -> str:
+    """Resolve ``-o`` (file, folder, template, ``-`` or nothing) for one input.
+
+    Examples
+    --------
+    >>> output_path(Source("a/cat.png"), OutputOptions(), "max", "png")
+    'a/cat_max.png'
+    >>> output_path(Source("cat.png"), OutputOptions("out/{stem}.{mode}{ext}"), "avg", "npy")
+    'out/cat.avg.npy'
+    """
+    out = options.output
+    if out == "-" or (out is None and source.path == "-"):
+        return "-"
+    stem = "stdin" if source.path == "-" else Path(source.path).stem
+    ext = io.extension_for_format(fmt)
+    if out is None:
+        return str(Path(source.path).with_name(f"{stem}_{mode}{ext}"))
+    if "{" in out:
+        return out.format(stem=stem, mode=mode, ext=ext)
+    if is_folder_output(out):
+        return str(Path(out) / source.subdir / f"{stem}_{mode}{ext}")
+    return out
+
+
+def is_folder_output(out: str | None) -> bool:
+    """``-o`` names a folder: it exists as one, or ends with a slash."""
+    return out is not None and (out.endswith(("/", os.sep)) or os.path.isdir(out))
+
+
+def output_format(options: OutputOptions, loaded: io.Loaded) -> str:
+    """``--format``, else a plain output file's extension, else the input's own format."""
+    out = options.output
+    if options.format:
+        return options.format
+    if out and out != "-" and "{" not in out and not is_folder_output(out):
+        fmt = io.format_for_path(out)
+        if fmt is None:
+            raise PoolError(f"{out}: unknown output format (use an extension like .png or .npy, or --format)")
+        return fmt
+    return loaded.format
+
+
+class Batch:
+    """Pools many inputs with one spec; outputs are claimed once so no two inputs write the same file."""
+
+    def __init__(self, spec: PoolSpec, options: OutputOptions, sources: list[Source]):
+        self.spec = spec
+        self.options = options
+        self.inputs = {os.path.realpath(s.path) for s in sources if s.path != "-"}
+        self.claimed: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def run(self, items: list[Source | Result], jobs: int = 1,
+            on_done: Callable[[], None] | None = None) -> list[Result]:
+        """Process every item (``jobs`` at once); results come back in input order."""
+        def one(item):
+            results = self.pool_file(item) if isinstance(item, Source) else [
+                dataclasses.replace(item, mode=self.spec.mode.name)]
+            if on_done:
+                on_done()
+            return results
+
+        if jobs > 1 and len(items) > 1:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                batches = list(pool.map(one, items))
+        else:
+            batches = [one(item) for item in items]
+        return [result for results in batches for result in results]
+
+    def pool_file(self, source: Source) -> list[Result]:
+        """Load, pool and save one input; every failure becomes a failed row naming it."""
+        blank = Result(source.path, self.spec.mode.name, ceil_mode=self.spec.ceil_mode)
+        try:
+            return self._pool_file(source, blank)
+        except PoolError as error:
+            return [self._failed(blank, str(error), source.path)]
+        except MemoryError:
+            return [self._failed(blank, "not enough memory", source.path)]
+        except Exception as error:  # a batch must outlive one bad file, whatever went wrong
+            return [self._failed(blank, f"{type(error).__name__}: {error}", source.path)]
+
+    def _pool_file(self, source: Source, blank: Result) -> list[Result]:
+        start = time.perf_counter()
+        loaded = io.read_input(source.path)
+        load_ms = (time.perf_counter() - start) * 1e3
+        fmt = output_format(self.options, loaded)
+        dest = output_path(source, self.options, self.spec.mode.name, fmt)
+        self._claim(source.path, dest)
+        spec = self.spec
+        if spec.layout is None and loaded.layout is not None:
+            spec = dataclasses.replace(spec, layout=loaded.layout)
+        rows, outputs = [], {}
+        for key, array in loaded.arrays.items():
+            name = source.path if key is None else f"{source.path}[{key}]"
+            try:
+                check_dtype(array.dtype)
+                plan = spec.plan(array.shape)
+                start = time.perf_counter()
+                outputs[key] = spec.run(array, plan)
+                pool_ms = (time.perf_counter() - start) * 1e3
+            except PoolError as error:
+                raise PoolError(f"{name}: {error}") from None
+            rows.append(dataclasses.replace(
+                blank, key=key, output=dest, input_shape=list(array.shape),
+                output_shape=list(outputs[key].shape), input_dtype=str(array.dtype),
+                output_dtype=str(outputs[key].dtype), layout=plan.layout,
+                geometry=plan.describe(), load_ms=load_ms, pool_ms=pool_ms,
+                input_bytes=array.nbytes, warnings=list(loaded.warnings)))
+        start = time.perf_counter()
+        warnings = io.write_output(dest, outputs, fmt=fmt, like=loaded, overwrite=self.options.overwrite,
+                                   jpeg_quality=self.options.jpeg_quality,
+                                   png_compression=self.options.png_compression)
+        save_ms = (time.perf_counter() - start) * 1e3
+        for row in rows:
+            row.save_ms = save_ms
+            row.warnings += warnings
+        return rows
+
+    def _claim(self, source: str, dest: str) -> None:
+        """Refuse an output that is an input, exists already, or another input's output."""
+        if dest == "-":
+            return
+        real = os.path.realpath(dest)
+        if real in self.inputs:
+            raise PoolError(f"{source}: output {dest} would replace an input")
+        if os.path.exists(dest) and not self.options.overwrite:
+            raise PoolError(f"{source}: output {dest} exists (use --overwrite to replace it)")
+        with self.lock:
+            other = self.claimed.setdefault(real, source)
+        if other != source:
+            raise PoolError(f"{source}: output {dest} is also the output of {other}")
+
+    @staticmethod
+    def _failed(blank: Result, message: str, path: str) -> Result:
+        if not message.startswith(path):
+            message = f"{path}: {message}"
+        return dataclasses.replace(blank, ok=False, error=" ".join(message.split()))
+
+
+def describe_file(path: str) -> list[dict]:
+    """What ``poolcli info`` shows: format, mode or dtype, shape, layout and value range per array."""
+    loaded = io.read_input(path)
+    rows = []
+    for key, array in loaded.arrays.items():
+        finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+        low, high = (finite.min().item(), finite.max().item()) if finite.size else (None, None)
+        layout = loaded.layout or DEFAULT_LAYOUTS.get(array.ndim)
+        rows.append({"input": path, "key": key, "format": loaded.format,
+                     "image_mode": loaded.image_mode, "dtype": str(array.dtype),
+                     "shape": list(array.shape), "layout": layout, "min": low, "max": high,
+                     "bytes": loaded.nbytes, "warnings": loaded.warnings})
+    return rows

@@ -1,0 +1,834 @@
+"""Read inputs into NumPy arrays and write results back, atomically.
+
+Inputs are images that Pillow reads, ``.npy`` and ``.npz`` files, or ``-`` for
+standard input; the format is sniffed from the first bytes, with the file
+extension as a fallback. Outputs are written to a temporary file beside the
+destination and renamed into place, so a failure never leaves a half-written
+file behind.
+
+Every user-facing failure raises :class:`~pool_cli.core.errors.PoolError` with a
+one-line message that starts with the file name. Pillow is imported lazily so
+that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import secrets
+import stat
+import struct
+import sys
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO, Callable
+
+import numpy as np
+
+from pool_cli.core.errors import PoolError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "FORMATS",
+    "Loaded",
+    "extension_for_format",
+    "format_for_path",
+    "read_input",
+    "write_output",
+]
+
+#: Format names accepted by ``--format``, image formats first.
+FORMATS: tuple[str, ...] = ("png", "jpeg", "tiff", "bmp", "webp", "gif", "ppm", "npy", "npz")
+
+_IMAGE_FORMATS = FORMATS[:-2]
+
+_FORMAT_BY_EXTENSION = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".bmp": "bmp",
+    ".webp": "webp",
+    ".gif": "gif",
+    ".ppm": "ppm",
+    ".pgm": "ppm",
+    ".pbm": "ppm",
+    ".pnm": "ppm",
+    ".npy": "npy",
+    ".npz": "npz",
+}
+
+_EXTENSION_BY_FORMAT = {
+    "png": ".png",
+    "jpeg": ".jpg",
+    "tiff": ".tif",
+    "bmp": ".bmp",
+    "webp": ".webp",
+    "gif": ".gif",
+    "ppm": ".ppm",
+    "npy": ".npy",
+    "npz": ".npz",
+}
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
+    (b"\x93NUMPY", "npy"),
+    (b"PK\x03\x04", "npz"),
+    (b"PK\x05\x06", "npz"),  # a zip with no members: an empty .npz
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+)
+
+# Enough for the PNG IHDR and a PPM header with a short comment.
+_HEAD_SIZE = 512
+
+# The array each Pillow mode is handed out as: dtype, and channel count (None: HW).
+_MODE_DTYPE = {
+    "1": np.dtype(bool),
+    "L": np.dtype(np.uint8),
+    "LA": np.dtype(np.uint8),
+    "RGB": np.dtype(np.uint8),
+    "RGBA": np.dtype(np.uint8),
+    "CMYK": np.dtype(np.uint8),
+    "I;16": np.dtype(np.uint16),
+    "I": np.dtype(np.int32),
+    "F": np.dtype(np.float32),
+}
+_MODE_CHANNELS = {"LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4}
+_UINT8_MODE_BY_CHANNELS = {2: "LA", 3: "RGB", 4: "RGBA"}
+
+_MODE_WORDS = {
+    "1": "1-bit (mode 1) images",
+    "L": "greyscale (mode L) images",
+    "LA": "greyscale+alpha (mode LA) images",
+    "RGB": "RGB images",
+    "RGBA": "RGBA images (alpha)",
+    "CMYK": "CMYK images",
+    "I;16": "16-bit (mode I;16) images",
+    "I": "32-bit integer (mode I) images",
+    "F": "32-bit float (mode F) images",
+}
+
+# Modes each format stores and reads back with the same values. GIF takes RGB(A)
+# only when the colours fit an exact palette (checked when writing).
+_FORMAT_MODES = {
+    "png": {"1", "L", "LA", "RGB", "RGBA", "I;16"},
+    "jpeg": {"L", "RGB", "CMYK"},
+    "tiff": {"1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "I", "F"},
+    "bmp": {"1", "L", "RGB"},
+    "webp": {"RGB", "RGBA"},
+    "gif": {"L", "RGB", "RGBA"},
+    "ppm": {"1", "L", "RGB", "I;16"},
+}
+_ICC_FORMATS = {"png", "jpeg", "tiff", "webp"}
+
+_NUMPY_DECODE_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    NotImplementedError,
+    zlib.error,
+    struct.error,
+)
+
+
+@dataclass
+class Loaded:
+    """One input, decoded.
+
+    Attributes
+    ----------
+    source : str
+        The path as given, or ``"-"`` for standard input.
+    format : str
+        One of :data:`FORMATS`.
+    arrays : dict of {str or None: numpy.ndarray}
+        ``None`` for a single image or ``.npy``; the member names, in file order,
+        for ``.npz``. Arrays may be read-only (images, memory-mapped ``.npy``).
+    layout : str or None
+        ``"HW"`` or ``"HWC"`` for images; ``None`` for arrays (the caller picks
+        the default for the number of dimensions).
+    image_mode : str or None
+        The Pillow mode the array corresponds to (after palette expansion):
+        ``'1'``, ``'L'``, ``'LA'``, ``'RGB'``, ``'RGBA'``, ``'CMYK'``, ``'I;16'``,
+        ``'I'`` or ``'F'``; ``None`` for arrays.
+    icc_profile : bytes or None
+        The image's embedded ICC profile, passed on when writing.
+    nbytes : int
+        Bytes read from disk or standard input.
+    warnings : list of str
+        One-line notes about the read, each naming the source.
+    """
+
+    source: str
+    format: str
+    arrays: dict[str | None, np.ndarray]
+    layout: str | None = None
+    image_mode: str | None = None
+    icc_profile: bytes | None = None
+    nbytes: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------
+# Formats
+
+
+def format_for_path(path: str) -> str | None:
+    """Return the format a path's extension names, or None.
+
+    Parameters
+    ----------
+    path : str
+        A file name; only its extension (case-insensitive) matters.
+
+    Returns
+    -------
+    str or None
+        One of :data:`FORMATS`, or None for an unknown extension.
+
+    Examples
+    --------
+    >>> format_for_path("photo.JPEG"), format_for_path("scan.pgm"), format_for_path("x.dat")
+    ('jpeg', 'ppm', None)
+    """
+    return _FORMAT_BY_EXTENSION.get(os.path.splitext(path)[1].lower())
+
+
+def extension_for_format(fmt: str) -> str:
+    """Return the usual file extension, dot included, for a format.
+
+    Parameters
+    ----------
+    fmt : str
+        One of :data:`FORMATS`.
+
+    Returns
+    -------
+    str
+        For example ``".png"``, ``".jpg"``, ``".tif"``.
+
+    Raises
+    ------
+    PoolError
+        For a format not in :data:`FORMATS`.
+
+    Examples
+    --------
+    >>> extension_for_format("jpeg"), extension_for_format("npz")
+    ('.jpg', '.npz')
+    """
+    return _EXTENSION_BY_FORMAT[_check_format(fmt)]
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in _EXTENSION_BY_FORMAT:
+        raise PoolError(f"unknown output format {fmt!r} (choose one of {', '.join(FORMATS)})")
+    return fmt
+
+
+def _sniff(head: bytes) -> str | None:
+    """Name the format the first bytes of a file announce, if any."""
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if re.match(rb"P[1-7]\s", head):
+        return "ppm"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+def read_input(
+    source: str,
+    *,
+    stdin: BinaryIO | None = None,
+    mmap_threshold: int = 256 * 2**20,
+) -> Loaded:
+    """Read an image, ``.npy`` or ``.npz`` file into arrays.
+
+    Parameters
+    ----------
+    source : str
+        A path, or ``"-"`` to read all of `stdin`.
+    stdin : binary file, optional
+        Where ``"-"`` reads from; default ``sys.stdin.buffer``.
+    mmap_threshold : int, optional
+        ``.npy`` files at least this many bytes are memory-mapped read-only
+        instead of read into memory.
+
+    Returns
+    -------
+    Loaded
+        The arrays and what is known about them.
+
+    Raises
+    ------
+    PoolError
+        One line naming `source`: missing, unreadable, a directory, empty,
+        unknown format, corrupt or truncated, over Pillow's decompression-bomb
+        limit, or holding pickled (object) data.
+    """
+    if source == "-":
+        data = (stdin if stdin is not None else sys.stdin.buffer).read()
+        return _load_bytes(source, data, None)
+    try:
+        st = os.stat(source)
+    except OSError as exc:
+        raise _read_error(source, exc) from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise PoolError(f"{source}: is a directory, not a file")
+    try:
+        if not stat.S_ISREG(st.st_mode):
+            # Pipes and process substitution (<(...)) cannot be seeked: slurp them.
+            with open(source, "rb") as f:
+                return _load_bytes(source, f.read(), format_for_path(source))
+        with open(source, "rb") as f:
+            return _load_file(source, f, st.st_size, mmap_threshold)
+    except OSError as exc:
+        raise _read_error(source, exc) from exc
+
+
+def _read_error(name: str, exc: OSError) -> PoolError:
+    if isinstance(exc, FileNotFoundError):
+        what = "no such file"
+    elif isinstance(exc, PermissionError):
+        what = "permission denied"
+    elif isinstance(exc, IsADirectoryError):
+        what = "is a directory, not a file"
+    elif isinstance(exc, NotADirectoryError):
+        what = "no such file (a parent is not a directory)"
+    else:
+        what = f"cannot read ({exc.strerror or exc})"
+    return PoolError(f"{name}: {what}")
+
+
+def _load_bytes(name: str, data: bytes, ext_fmt: str | None) -> Loaded:
+    if not data:
+        raise PoolError(f"{name}: empty input")
+    fmt = _detect(name, data[:_HEAD_SIZE], ext_fmt)
+    return _decode(name, io.BytesIO(data), data[:_HEAD_SIZE], fmt, len(data), mmap_path=None)
+
+
+def _load_file(name: str, f: BinaryIO, size: int, mmap_threshold: int) -> Loaded:
+    head = f.read(_HEAD_SIZE)
+    if not head:
+        raise PoolError(f"{name}: empty file")
+    f.seek(0)
+    fmt = _detect(name, head, format_for_path(name))
+    mmap_path = name if fmt == "npy" and size >= mmap_threshold else None
+    return _decode(name, f, head, fmt, size, mmap_path=mmap_path)
+
+
+def _detect(name: str, head: bytes, ext_fmt: str | None) -> str:
+    fmt = _sniff(head) or ext_fmt
+    if fmt is None:
+        raise PoolError(f"{name}: unknown format (not an image, .npy or .npz)")
+    return fmt
+
+
+def _decode(
+    name: str, f: BinaryIO, head: bytes, fmt: str, nbytes: int, *, mmap_path: str | None
+) -> Loaded:
+    if fmt == "npy":
+        arrays = {None: _load_npy(name, f, head, mmap_path)}
+        return Loaded(name, fmt, arrays, nbytes=nbytes)
+    if fmt == "npz":
+        return Loaded(name, fmt, _load_npz(name, f), nbytes=nbytes)
+    return _load_image(name, f, head, fmt, nbytes)
+
+
+def _object_refusal(name: str) -> PoolError:
+    return PoolError(f"{name}: object arrays are refused (pickled data is never loaded)")
+
+
+def _is_pickle_refusal(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "pickle" in text or "python objects" in text
+
+
+def _one_line(exc: object, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _load_npy(name: str, f: BinaryIO, head: bytes, mmap_path: str | None) -> np.ndarray:
+    if not head.startswith(b"\x93NUMPY"):
+        # np.load would try to unpickle anything without the .npy magic.
+        if head[:1] == b"\x80":
+            raise _object_refusal(name)
+        raise PoolError(f"{name}: not a valid .npy file (no NUMPY header)")
+    try:
+        if mmap_path is not None:
+            return np.load(mmap_path, mmap_mode="r", allow_pickle=False)
+        return np.load(f, allow_pickle=False)
+    except _NUMPY_DECODE_ERRORS as exc:
+        if _is_pickle_refusal(exc):
+            raise _object_refusal(name) from exc
+        raise PoolError(f"{name}: corrupt or truncated .npy file ({_one_line(exc)})") from exc
+
+
+def _load_npz(name: str, f: BinaryIO) -> dict[str | None, np.ndarray]:
+    arrays: dict[str | None, np.ndarray] = {}
+    try:
+        with np.load(f, allow_pickle=False) as npz:
+            for key in npz.files:
+                value = npz[key]
+                if not isinstance(value, np.ndarray):
+                    raise PoolError(f"{name}: member {key!r} is not a .npy array")
+                arrays[key] = value
+    except _NUMPY_DECODE_ERRORS as exc:
+        if _is_pickle_refusal(exc):
+            raise _object_refusal(name) from exc
+        raise PoolError(f"{name}: corrupt or truncated .npz file ({_one_line(exc)})") from exc
+    if not arrays:
+        raise PoolError(f"{name}: the .npz file holds no arrays")
+    return arrays
+
+
+def _load_image(name: str, f: BinaryIO, head: bytes, fmt: str, nbytes: int) -> Loaded:
+    im, frames = _open_image(name, f)
+    try:
+        notes = _precision_warnings(name, fmt, head, im)
+        if frames > 1:
+            notes.append(f"{name}: {frames} frames; only the first is read")
+        arr, mode = _image_array(name, im, fmt)
+        icc = im.info.get("icc_profile") or None
+    finally:
+        im.close()
+    layout = "HW" if arr.ndim == 2 else "HWC"
+    return Loaded(name, fmt, {None: arr}, layout, mode, icc, nbytes, notes)
+
+
+def _open_image(name: str, f: BinaryIO) -> tuple[Image.Image, int]:
+    """Open, decode and orient an image; map every Pillow failure to PoolError."""
+    from PIL import Image, ImageOps
+
+    with warnings.catch_warnings():
+        # Pillow only warns between 1x and 2x its limit; refuse both alike.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(f)
+            frames = getattr(im, "n_frames", 1)
+            im.seek(0)
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _bomb_error(name, exc, Image.MAX_IMAGE_PIXELS) from exc
+        except MemoryError:
+            raise
+        except Exception as exc:  # Pillow raises many types on bad data
+            raise PoolError(f"{name}: corrupt or truncated image ({_one_line(exc)})") from exc
+    return im, frames
+
+
+def _bomb_error(name: str, exc: Exception, limit: int | None) -> PoolError:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = f"{found.group(1)} pixels" if found else "too many pixels"
+    return PoolError(
+        f"{name}: image exceeds Pillow's decompression-bomb limit ({pixels}, limit {limit})"
+    )
+
+
+def _image_array(name: str, im: Image.Image, fmt: str) -> tuple[np.ndarray, str]:
+    """Return the array for a decoded image and the mode it corresponds to."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(im).astype(np.uint16, copy=False), "I;16"
+    if mode == "I" and fmt in ("png", "ppm"):
+        # PNG and PGM hold at most 16 bits; some Pillow versions hand them out as I.
+        return np.asarray(im).astype(np.uint16), "I;16"
+    if mode not in _MODE_DTYPE:
+        im = _to_common_mode(name, im)
+    return np.asarray(im), im.mode
+
+
+def _to_common_mode(name: str, im: Image.Image) -> Image.Image:
+    """Convert palette and exotic modes (P, YCbCr, LAB, RGBX, ...) to RGB or RGBA."""
+    has_alpha = "A" in im.mode or "a" in im.mode or im.has_transparency_data
+    if im.mode == "La":
+        target = "LA"
+    else:
+        target = "RGBA" if has_alpha else "RGB"
+    try:
+        return im.convert(target)
+    except ValueError as exc:
+        raise PoolError(f"{name}: image mode {im.mode} is not supported ({exc})") from exc
+
+
+def _precision_warnings(name: str, fmt: str, head: bytes, im: Image.Image) -> list[str]:
+    """Note colour images whose 16-bit samples Pillow reduces to 8 bits."""
+    bits = 8
+    if fmt == "png" and head[12:16] == b"IHDR" and len(head) >= 26:
+        if head[25] in (2, 4, 6):  # RGB, grey+alpha, RGBA
+            bits = head[24]
+    elif fmt == "tiff" and im.mode in ("LA", "RGB", "RGBA", "CMYK", "P", "PA"):
+        sample_bits = im.tag_v2.get(258, 8)
+        bits = max(sample_bits) if isinstance(sample_bits, tuple) else int(sample_bits)
+    elif fmt == "ppm" and im.mode == "RGB":
+        bits = _ppm_bits(head)
+    if bits <= 8:
+        return []
+    return [
+        f"{name}: {bits}-bit colour read as 8 bits per channel by Pillow: "
+        "precision lost; convert to .npy to keep all bits"
+    ]
+
+
+def _ppm_bits(head: bytes) -> int:
+    tokens = re.sub(rb"#[^\n]*", b" ", head).split()
+    if len(tokens) < 4 or tokens[0] not in (b"P3", b"P6") or not tokens[3].isdigit():
+        return 8
+    return int(tokens[3]).bit_length()
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def write_output(
+    dest: str,
+    arrays: dict[str | None, np.ndarray],
+    *,
+    fmt: str,
+    like: Loaded,
+    overwrite: bool = False,
+    jpeg_quality: int = 95,
+    png_compression: int = 6,
+    stdout: BinaryIO | None = None,
+) -> list[str]:
+    """Encode arrays and write them to a file, atomically, or to standard output.
+
+    Parameters
+    ----------
+    dest : str
+        The output path, or ``"-"`` for `stdout`.
+    arrays : dict of {str or None: numpy.ndarray}
+        One array for ``npy`` and image formats; any number for ``npz`` (a
+        ``None`` key is stored as ``arr_<i>``).
+    fmt : str
+        One of :data:`FORMATS`.
+    like : Loaded
+        The input the arrays came from. When it was an image, the result is
+        written back in its mode and bit depth (floats rounded to nearest, ties
+        up, and clipped); its ICC profile is kept where the format can hold it.
+    overwrite : bool, optional
+        Replace an existing `dest`; otherwise an existing `dest` is an error.
+    jpeg_quality : int, optional
+        1-100, for JPEG and WebP.
+    png_compression : int, optional
+        zlib level 0-9 for PNG.
+    stdout : binary file, optional
+        Where ``"-"`` writes; default ``sys.stdout.buffer``.
+
+    Returns
+    -------
+    list of str
+        One-line notes naming `dest` (values clipped, ICC profile dropped).
+
+    Raises
+    ------
+    PoolError
+        One line naming `dest`: the format cannot hold the data exactly, the
+        output exists, or it cannot be written. Nothing is left behind.
+    """
+    _check_format(fmt)
+    _check_quality(jpeg_quality, png_compression)
+    notes: list[str] = []
+    encode = _encoder(dest, arrays, fmt, like, notes, jpeg_quality, png_compression)
+    if dest == "-":
+        buffer = io.BytesIO()
+        _run_encoder(dest, fmt, encode, buffer)
+        out = stdout if stdout is not None else sys.stdout.buffer
+        out.write(buffer.getvalue())
+        out.flush()
+    else:
+        _write_atomically(dest, fmt, encode, overwrite)
+    return notes
+
+
+def _check_quality(jpeg_quality: int, png_compression: int) -> None:
+    if not 1 <= jpeg_quality <= 100:
+        raise PoolError(f"JPEG quality must be between 1 and 100 (got {jpeg_quality})")
+    if not 0 <= png_compression <= 9:
+        raise PoolError(f"PNG compression must be between 0 and 9 (got {png_compression})")
+
+
+Encoder = Callable[[BinaryIO], None]
+
+
+def _encoder(
+    dest: str,
+    arrays: dict[str | None, np.ndarray],
+    fmt: str,
+    like: Loaded,
+    notes: list[str],
+    jpeg_quality: int,
+    png_compression: int,
+) -> Encoder:
+    """Check and convert the data up front, so nothing touches the disk before it fits."""
+    if fmt == "npz":
+        if not arrays:
+            raise PoolError(f"{dest}: no arrays to write")
+        return lambda f: _write_npz(f, arrays)
+    arr = _single(dest, arrays, fmt)
+    if fmt == "npy":
+        return lambda f: np.save(f, arr, allow_pickle=False)
+    arr, mode = _image_data(dest, arr, fmt, like.image_mode, notes)
+    im, params = _pil_image(dest, arr, mode, fmt)
+    params.update(_save_params(dest, fmt, like.icc_profile, notes, jpeg_quality, png_compression))
+    pil_format = fmt.upper()
+    return lambda f: im.save(f, format=pil_format, **params)
+
+
+def _single(dest: str, arrays: dict[str | None, np.ndarray], fmt: str) -> np.ndarray:
+    if len(arrays) != 1:
+        raise PoolError(
+            f"{dest}: {fmt.upper()} holds one array but there are {len(arrays)}; use .npz"
+        )
+    return np.asanyarray(next(iter(arrays.values())))
+
+
+def _write_npz(f: BinaryIO, arrays: dict[str | None, np.ndarray]) -> None:
+    # Written by hand rather than np.savez(**arrays): keys such as "file" or
+    # "allow_pickle" would collide with np.savez's own parameters.
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for i, (key, arr) in enumerate(arrays.items()):
+            member = f"arr_{i}" if key is None else key
+            with zf.open(member + ".npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asanyarray(arr), allow_pickle=False)
+
+
+def _image_data(
+    dest: str, arr: np.ndarray, fmt: str, like_mode: str | None, notes: list[str]
+) -> tuple[np.ndarray, str]:
+    """Return the array cast to the dtype of the image mode it will be saved as."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    mode = like_mode if like_mode is not None else _mode_for_array(dest, arr, fmt)
+    if not _fits_mode(arr, mode):
+        raise PoolError(
+            f"{dest}: an array of shape {arr.shape} does not fit a mode {mode} image; use .npy"
+        )
+    if mode not in _FORMAT_MODES[fmt]:
+        raise _unfit_error(dest, fmt, _MODE_WORDS[mode], mode)
+    return _cast(dest, arr, mode, fmt, notes), mode
+
+
+def _fits_mode(arr: np.ndarray, mode: str) -> bool:
+    channels = _MODE_CHANNELS.get(mode)
+    if channels is None:
+        return arr.ndim == 2
+    return arr.ndim == 3 and arr.shape[2] == channels
+
+
+def _mode_for_array(dest: str, arr: np.ndarray, fmt: str) -> str:
+    """Pick the image mode that holds an array's dtype and shape exactly."""
+    dtype = arr.dtype
+    if arr.ndim == 3 and dtype == np.uint8 and arr.shape[2] in _UINT8_MODE_BY_CHANNELS:
+        return _UINT8_MODE_BY_CHANNELS[arr.shape[2]]
+    if arr.ndim == 2:
+        if dtype == bool:
+            return "1"
+        if dtype == np.uint8:
+            return "L"
+        if dtype == np.uint16:
+            return "I;16"
+        if dtype.kind in "iu" and np.can_cast(dtype, np.int32, "safe"):
+            return "I"
+        if dtype.kind == "f" and np.can_cast(dtype, np.float32, "safe"):
+            return "F"
+    raise _unfit_error(dest, fmt, f"{dtype} data of shape {arr.shape}", None)
+
+
+def _unfit_error(dest: str, fmt: str, what: str, mode: str | None) -> PoolError:
+    homes = [
+        extension_for_format(other)
+        for other in ("png", "tiff")
+        if mode is not None and mode in _FORMAT_MODES[other] and other != fmt
+    ]
+    homes.append(".npy")
+    return PoolError(
+        f"{dest}: {fmt.upper()} cannot hold {what} exactly; use {' or '.join(homes)}"
+    )
+
+
+def _cast(dest: str, arr: np.ndarray, mode: str, fmt: str, notes: list[str]) -> np.ndarray:
+    """Cast to the mode's dtype: floats rounded (ties up) and clipped; ints only if lossless."""
+    want = _MODE_DTYPE[mode]
+    if arr.dtype == want:
+        return arr
+    kind = arr.dtype.kind
+    if kind == "f" and want.kind == "f":
+        return arr.astype(want)
+    if kind == "f":
+        if np.isnan(arr).any():
+            raise PoolError(f"{dest}: the result holds NaN, which mode {mode} cannot store; use .npy")
+        if want == bool:
+            return arr >= 0.5
+        return _round_and_clip(dest, arr, want, notes)
+    if kind in "biu" and want != bool and np.can_cast(arr.dtype, want, "safe"):
+        return arr.astype(want)
+    raise PoolError(
+        f"{dest}: {arr.dtype} values cannot be written as a mode {mode} {fmt.upper()} "
+        f"({want}) without loss; use .npy"
+    )
+
+
+def _round_and_clip(dest: str, arr: np.ndarray, want: np.dtype, notes: list[str]) -> np.ndarray:
+    # floor(x + 0.5) rounds ties up, as Pillow's reduce() and OpenCV's INTER_AREA do.
+    rounded = np.floor(arr + 0.5)
+    info = np.iinfo(want)
+    clipped = int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
+    if clipped:
+        notes.append(f"{dest}: {clipped} values outside {info.min}..{info.max} clipped")
+    return np.clip(rounded, info.min, info.max).astype(want)
+
+
+def _pil_image(dest: str, arr: np.ndarray, mode: str, fmt: str) -> tuple[Image.Image, dict]:
+    from PIL import Image
+
+    arr = np.ascontiguousarray(arr)
+    if fmt == "gif" and mode != "L":
+        return _gif_palette_image(dest, arr, mode)
+    if mode == "CMYK":  # fromarray would take 4 channels for RGBA
+        return Image.frombytes("CMYK", (arr.shape[1], arr.shape[0]), arr.tobytes()), {}
+    return Image.fromarray(arr), {}
+
+
+def _gif_palette_image(dest: str, arr: np.ndarray, mode: str) -> tuple[Image.Image, dict]:
+    """Build an exact palette image; GIF cannot hold more than that."""
+    from PIL import Image
+
+    colours, index = np.unique(arr.reshape(-1, arr.shape[2]), axis=0, return_inverse=True)
+    params: dict = {}
+    if mode == "RGBA":
+        alpha = colours[:, 3]
+        clear = np.flatnonzero(alpha == 0)
+        if not np.all((alpha == 0) | (alpha == 255)) or len(clear) > 1:
+            raise PoolError(
+                f"{dest}: GIF holds only opaque colours and one fully transparent colour; use .png"
+            )
+        if len(clear):
+            params["transparency"] = int(clear[0])
+    if len(colours) > 256:
+        raise PoolError(f"{dest}: GIF holds at most 256 colours, not {len(colours)}; use .png")
+    im = Image.fromarray(index.reshape(arr.shape[:2]).astype(np.uint8), "P")
+    im.putpalette(colours[:, :3].tobytes(), "RGB")
+    # Pillow would otherwise renumber and trim the palette.
+    params["optimize"] = False
+    return im, params
+
+
+def _save_params(
+    dest: str,
+    fmt: str,
+    icc_profile: bytes | None,
+    notes: list[str],
+    jpeg_quality: int,
+    png_compression: int,
+) -> dict:
+    params: dict = {}
+    if fmt in ("jpeg", "webp"):
+        params["quality"] = jpeg_quality
+    if fmt == "png":
+        params["compress_level"] = png_compression
+    if icc_profile and fmt in _ICC_FORMATS:
+        params["icc_profile"] = icc_profile
+    elif icc_profile:
+        notes.append(f"{dest}: {fmt.upper()} cannot hold the ICC profile; it was dropped")
+    return params
+
+
+def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> None:
+    if os.path.isdir(dest):
+        raise PoolError(f"{dest}: is a directory")
+    if not overwrite and os.path.lexists(dest):
+        raise _exists_error(dest)
+    parent = os.path.dirname(dest) or "."
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp, fd = _create_temp(parent, os.path.basename(dest))
+    except OSError as exc:
+        raise _write_error(dest, exc) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _run_encoder(dest, fmt, encode, f)
+        _publish(dest, tmp, overwrite)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _create_temp(parent: str, name: str) -> tuple[str, int]:
+    # os.open with 0o666 lets the umask set the final permissions (mkstemp uses 0o600).
+    for _ in range(100):
+        tmp = os.path.join(parent, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+    raise OSError(f"no free temporary file name in {parent}")
+
+
+def _run_encoder(dest: str, fmt: str, encode: Encoder, f: BinaryIO) -> None:
+    try:
+        encode(f)
+    except OSError as exc:
+        raise _write_error(dest, exc) from exc
+    except (ValueError, KeyError, TypeError) as exc:  # encoder refusals from Pillow
+        raise PoolError(f"{dest}: cannot encode as {fmt.upper()} ({_one_line(exc)})") from exc
+
+
+def _publish(dest: str, tmp: str, overwrite: bool) -> None:
+    """Move the finished temporary file into place."""
+    try:
+        if overwrite:
+            os.replace(tmp, dest)
+            return
+        try:
+            # A hard link fails if dest appeared meanwhile, where os.replace would clobber it.
+            os.link(tmp, dest)
+        except FileExistsError:
+            raise _exists_error(dest) from None
+        except OSError:  # file systems without hard links
+            if os.path.lexists(dest):
+                raise _exists_error(dest) from None
+            os.replace(tmp, dest)
+            return
+        os.unlink(tmp)
+    except OSError as exc:
+        raise _write_error(dest, exc) from exc
+
+
+def _exists_error(dest: str) -> PoolError:
+    return PoolError(f"{dest}: output exists (use --overwrite to replace it)")
+
+
+def _write_error(dest: str, exc: OSError) -> PoolError:
+    if isinstance(exc, PermissionError):
+        what = "permission denied"
+    elif isinstance(exc, (NotADirectoryError, FileExistsError)) and exc.filename != dest:
+        what = "a parent path is not a directory"
+    else:
+        what = _one_line(exc.strerror or exc)
+    return PoolError(f"{dest}: cannot write ({what})")
