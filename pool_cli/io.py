@@ -463,11 +463,11 @@ def _image_array(name: str, im: Image.Image, fmt: str) -> tuple[np.ndarray, str]
 
 def _to_common_mode(name: str, im: Image.Image) -> Image.Image:
     """Convert palette and exotic modes (P, YCbCr, LAB, RGBX, ...) to RGB or RGBA."""
-    has_alpha = "A" in im.mode or "a" in im.mode or im.has_transparency_data
     if im.mode == "La":
         target = "LA"
     else:
-        target = "RGBA" if has_alpha else "RGB"
+        # Covers alpha modes (PA, RGBa) and palette or tRNS transparency alike.
+        target = "RGBA" if im.has_transparency_data else "RGB"
     try:
         return im.convert(target)
     except ValueError as exc:
@@ -681,7 +681,7 @@ def _cast(dest: str, arr: np.ndarray, mode: str, fmt: str, notes: list[str]) -> 
         return arr.astype(want)
     if kind == "f":
         if np.isnan(arr).any():
-            raise PoolError(f"{dest}: the result holds NaN, which mode {mode} cannot store; use .npy")
+            raise PoolError(f"{dest}: mode {mode} cannot store the NaN in the result; use .npy")
         if want == bool:
             return arr >= 0.5
         return _round_and_clip(dest, arr, want, notes)

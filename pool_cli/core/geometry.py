@@ -8,6 +8,7 @@ window that would start at or beyond ``L + pb``), and ``same`` padding as ONNX's
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -159,15 +160,9 @@ class Axis:
         """Cells from the first to the last tap of a window (the effective window)."""
         return self.dilation * (self.window - 1) + 1
 
-    def offset_ranges(self) -> list[tuple[int, int]]:
+    def offset_ranges(self) -> tuple[tuple[int, int], ...]:
         """For each offset j of the window, the outputs ``[lo, hi)`` whose tap j is inside."""
-        s, d, pb, length = self.stride, self.dilation, self.pad_begin, self.length
-        ranges = []
-        for j in range(self.window):
-            lo = max(0, _ceil_div(pb - j * d, s))
-            hi = min(self.out, (length - 1 + pb - j * d) // s + 1)
-            ranges.append((lo, max(lo, hi)))
-        return ranges
+        return _offset_ranges(self)
 
     def counts(self, include_pad: bool = False) -> np.ndarray:
         """Cells each window covers inside the input (or inside the padded input)."""
@@ -175,6 +170,17 @@ class Axis:
         taps = np.arange(self.out)[:, None] * s - self.pad_begin + np.arange(self.window) * d
         lo, hi = (-self.pad_begin, self.length + self.pad_end) if include_pad else (0, self.length)
         return ((taps >= lo) & (taps < hi)).sum(axis=1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _offset_ranges(g: Axis) -> tuple[tuple[int, int], ...]:
+    # cached: every band of a plan asks again
+    ranges = []
+    for j in range(g.window):
+        lo = max(0, _ceil_div(g.pad_begin - j * g.dilation, g.stride))
+        hi = min(g.out, (g.length - 1 + g.pad_begin - j * g.dilation) // g.stride + 1)
+        ranges.append((lo, max(lo, hi)))
+    return tuple(ranges)
 
 
 def make_axis(length: int, window: int, stride: int, dilation: int,

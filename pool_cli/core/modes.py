@@ -47,7 +47,7 @@ MODES: dict[str, Mode] = {
     for mode in (
         Mode("max", "largest value in each window (bool: any)", np.maximum, np.fmax),
         Mode("min", "smallest value in each window (bool: all)", np.minimum, np.fmin),
-        Mode("avg", "mean of each window", np.add, options=("count_include_pad",)),
+        Mode("avg", "mean of each window", np.add, options=("count_include_pad", "rounded")),
         Mode("sum", "sum of each window (integers widen to int64)", np.add),
         Mode("lp", "Lp norm of each window, (sum |x|^p)^(1/p)", np.add, options=("power",)),
     )

@@ -1,26 +1,24 @@
-"""The pooling algorithms and :func:`pool`, the one entry point.
+""":func:`pool`, the one entry point, and :class:`PoolSpec`, its checked parameters.
 
 Pooling is separable: a window over several axes is a window over each axis in turn, for the
-extremes exactly and for sums up to the order of additions. Each axis pass combines, for
-every window offset ``j``, one strided slice of the input into the output. A slice is only
-ever taken over the outputs whose tap ``j`` lies inside the input, so padding is never
-materialised and never needs a fill value: an output's first in-range tap is copied in, the
-later ones are combined with it.
+extremes exactly and for sums up to the order of additions (see ``kernels``). The input is cut
+into cache-sized bands that threads pool into one output (see ``plans`` and ``execute``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import reduce as fold
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import PoolError
+from .execute import run_bands
 from .geometry import (
-    Axis, adaptive_bounds, broadcast, check_layout, check_padding_fits, make_axis,
-    parse_padding, parse_sizes, resolve_layout, spatial_axes,
+    broadcast, check_layout, check_padding_fits, make_axis, parse_padding, parse_sizes,
+    resolve_layout, spatial_axes,
 )
 from .modes import MODES, Mode
+from .plans import AdaptivePlan, Band, GlobalPlan, WindowPlan
 
 REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "V": "structured",
                  "M": "datetime", "m": "timedelta"}
@@ -28,7 +26,8 @@ REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "V"
 
 def pool(x, mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
          count_include_pad: bool = False, layout: str | None = None, power: float | None = None,
-         ignore_nan: bool = False, output_size=None, global_pool: bool = False) -> np.ndarray:
+         ignore_nan: bool = False, output_size=None, global_pool: bool = False,
+         rounded: bool = False, threads: int | None = None) -> np.ndarray:
     """Pool an array over its spatial axes, exactly as PyTorch and ONNX do.
 
     Parameters
@@ -61,6 +60,11 @@ def pool(x, mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mod
         ``ceil((i+1)*L/out)``. Replaces window, stride, padding and dilation.
     global_pool : bool, optional
         One window over each whole spatial extent; spatial axes stay, with size 1.
+    rounded : bool, optional
+        ``avg`` only: integer inputs give their own dtype, rounded to nearest with ties up
+        (how images are written back; a 2x2 average equals Pillow's ``Image.reduce(2)``).
+    threads : int, optional
+        Threads sharing the work (default: every core). The result is the same for any count.
 
     Returns
     -------
@@ -92,8 +96,8 @@ def pool(x, mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mod
     spec = make_spec(mode, window=window, stride=stride, padding=padding, dilation=dilation,
                      ceil_mode=ceil_mode, count_include_pad=count_include_pad, layout=layout,
                      power=power, ignore_nan=ignore_nan, output_size=output_size,
-                     global_pool=global_pool)
-    return spec.apply(x)
+                     global_pool=global_pool, rounded=rounded)
+    return spec.apply(x, threads)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class PoolSpec:
     ignore_nan: bool = False
     output_size: tuple[int, ...] | None = None
     global_pool: bool = False
+    rounded: bool = False
 
     def plan(self, shape: tuple[int, ...]) -> "WindowPlan | AdaptivePlan | GlobalPlan":
         """Resolve the geometry for an input of this shape (raises PoolError if it does not fit)."""
@@ -148,37 +153,69 @@ class PoolSpec:
                 raise PoolError(f"axis {layout[axis]}: {error}") from None
         return WindowPlan(layout, axes, tuple(shape), tuple(geometry))
 
-    def apply(self, x) -> np.ndarray:
+    def apply(self, x, threads: int | None = None) -> np.ndarray:
         """Pool ``x`` (any array-like) with these parameters."""
         x = np.asarray(x)
         check_dtype(x.dtype)
-        return self.run(x, self.plan(x.shape))
+        return self.run(x, self.plan(x.shape), threads)
 
-    def run(self, x: np.ndarray, plan) -> np.ndarray:
-        """Pool ``x`` along an already resolved plan."""
-        mode = self.mode
+    def output_dtype(self, dtype: np.dtype) -> np.dtype:
+        """The dtype :meth:`run` gives for an input of ``dtype``."""
+        if self.rounded and dtype.kind in "iu":
+            return dtype
+        return self.mode.output_dtype(dtype)
+
+    def run(self, x: np.ndarray, plan, threads: int | None = None,
+            out: np.ndarray | None = None) -> np.ndarray:
+        """Pool ``x`` along a resolved plan into ``out`` (made if not given), band by band."""
+        if out is None:
+            out = np.empty(plan.out_shape, self.output_dtype(x.dtype))
         skip_nan = self.ignore_nan and x.dtype.kind == "f"
-        if mode.is_extreme:
-            combine = mode.skip_nan_combine if skip_nan else mode.combine
-            return np.asarray(plan.reduce(x, combine, x.dtype))
-        work = mode.work_dtype(x.dtype)
-        src = _abs_power(x, self.power, work) if mode.name == "lp" else x
+        if self.mode.is_extreme:
+            combine = self.mode.skip_nan_combine if skip_nan else self.mode.combine
+            return run_bands(lambda part, band, target: band.plan.reduce(
+                part, combine, x.dtype, out=target), x, plan, out, threads)
+        work = self._work_dtype(x.dtype, plan.cells)
+        counts = None
+        if self.mode.name == "avg":
+            counts = (plan.counts(self.count_include_pad), plan.counts(False))
+        return run_bands(lambda part, band, target: self._sum_band(
+            part, band, target, work, counts, skip_nan), x, plan, out, threads)
+
+    def _work_dtype(self, dtype: np.dtype, cells: int) -> np.dtype:
+        """Sums of small integers in the narrowest type that cannot overflow (and round)."""
+        if self.mode.name in ("sum", "avg") and dtype.kind in "bu" and dtype.itemsize <= 2:
+            if dtype.itemsize == 1 and cells <= 256:
+                return np.dtype(np.uint16)
+            if cells <= 65536:
+                return np.dtype(np.uint32)
+        return self.mode.work_dtype(dtype)
+
+    def _sum_band(self, x: np.ndarray, band: Band, out: np.ndarray, work: np.dtype,
+                  counts, skip_nan: bool) -> None:
+        """sum, avg or lp of one band into its slice of the output."""
+        plan, name = band.plan, self.mode.name
+        src = _abs_power(x, self.power, work) if name == "lp" else x
         if skip_nan:
             present = ~np.isnan(src)
             src = np.where(present, src, 0)
             n_present = plan.reduce(present, np.add, np.int64)
         total = plan.reduce(src, np.add, work)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if mode.name == "avg":
-                divisor = plan.counts(self.count_include_pad)
-                if skip_nan:
-                    divisor = n_present + (divisor - plan.counts(False))
-                total /= divisor.astype(work)
-            elif skip_nan:
-                total[n_present == 0] = np.nan
-            if mode.name == "lp":
-                _root(total, self.power)
-        return np.asarray(total.astype(mode.output_dtype(x.dtype), copy=False))
+        if name == "avg":
+            divisor = band.divisor(counts[0])
+            if skip_nan:
+                divisor = n_present + (divisor - band.divisor(counts[1]))
+            if out.dtype.kind in "iu":  # rounded: floor(sum / n + 1/2), exactly
+                np.floor_divide(total + divisor // 2, divisor, out=out, casting="unsafe")
+            else:
+                np.divide(total, divisor.astype(work) if work.kind == "f" else divisor,
+                          out=out, casting="same_kind")
+            return
+        if skip_nan:
+            total[n_present == 0] = np.nan
+        if name == "lp":
+            _root(total, self.power)
+        out[...] = total
 
 
 def check_dtype(dtype: np.dtype) -> None:
@@ -189,7 +226,7 @@ def check_dtype(dtype: np.dtype) -> None:
 
 def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mode=False,
               count_include_pad=False, layout=None, power=None, ignore_nan=False,
-              output_size=None, global_pool=False) -> PoolSpec:
+              output_size=None, global_pool=False, rounded=False) -> PoolSpec:
     """Check every rule that holds whatever the input, and return a :class:`PoolSpec`.
 
     Examples
@@ -204,7 +241,8 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
     if mode not in MODES:
         raise PoolError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     chosen = MODES[mode]
-    for option, given in (("power", power is not None), ("count_include_pad", count_include_pad)):
+    for option, given in (("power", power is not None), ("count_include_pad", count_include_pad),
+                          ("rounded", rounded)):
         if given and option not in chosen.options:
             owner = next(m.name for m in MODES.values() if option in m.options)
             raise PoolError(f"{option} is an option of {owner} only, not of {mode}")
@@ -213,8 +251,9 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
     dilation = 1 if dilation is None else dilation
     layout = None if layout is None else check_layout(layout)
     if global_pool or output_size is not None:
-        return _adaptive_or_global_spec(chosen, window, stride, padding, dilation, ceil_mode,
+        spec = _adaptive_or_global_spec(chosen, window, stride, padding, dilation, ceil_mode,
                                         layout, power, ignore_nan, output_size, global_pool)
+        return replace(spec, rounded=bool(rounded))
     window = parse_sizes(2 if window is None else window, "window")
     stride = None if stride is None else parse_sizes(stride, "stride")
     dilation = parse_sizes(dilation, "dilation")
@@ -224,7 +263,7 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
     _check_axis_counts(lists, layout)
     check_padding_fits(padding, window, dilation)
     return PoolSpec(chosen, window, stride, padding, dilation, bool(ceil_mode),
-                    bool(count_include_pad), layout, power, bool(ignore_nan))
+                    bool(count_include_pad), layout, power, bool(ignore_nan), rounded=bool(rounded))
 
 
 def _adaptive_or_global_spec(mode, window, stride, padding, dilation, ceil_mode, layout, power,
@@ -282,136 +321,3 @@ def _root(total: np.ndarray, p: float) -> None:
         np.sqrt(total, out=total)
     elif p != 1:
         np.power(total, total.dtype.type(1 / p), out=total)
-
-
-def _along(a: np.ndarray, axis: int, sl) -> np.ndarray:
-    """``a[..., sl, ...]`` with ``sl`` on ``axis``."""
-    return a[(slice(None),) * axis + (sl,)]
-
-
-def _shape_along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
-    """Reshape a 1-D array so that it broadcasts along ``axis`` of an ndim array."""
-    return values.reshape([-1 if i == axis else 1 for i in range(ndim)])
-
-
-def pool_axis(x: np.ndarray, axis: int, geometry: Axis, combine: np.ufunc, dtype) -> np.ndarray:
-    """One separable pass: pool ``x`` along one axis into a new array of ``dtype``."""
-    out = np.empty(x.shape[:axis] + (geometry.out,) + x.shape[axis + 1:], dtype)
-    s = geometry.stride
-    filled = None  # outputs [filled, ...) already hold a partial result
-    for j, (lo, hi) in enumerate(geometry.offset_ranges()):
-        if lo == hi:
-            continue
-        start = lo * s - geometry.pad_begin + j * geometry.dilation
-        taps = _along(x, axis, slice(start, start + (hi - lo - 1) * s + 1, s))
-        if filled is None:
-            _along(out, axis, slice(lo, hi))[...] = taps
-        else:
-            _along(out, axis, slice(lo, filled))[...] = _along(taps, axis, slice(0, filled - lo))
-            partial = _along(out, axis, slice(filled, hi))
-            combine(partial, _along(taps, axis, slice(filled - lo, None)), out=partial)
-        filled = lo
-    return out
-
-
-def adaptive_axis(x: np.ndarray, axis: int, size: int, combine: np.ufunc, dtype) -> np.ndarray:
-    """Adaptive pooling along one axis: window i spans floor(i*L/size) .. ceil((i+1)*L/size)."""
-    length = x.shape[axis]
-    starts, ends = adaptive_bounds(length, size)
-    out = np.empty(x.shape[:axis] + (size,) + x.shape[axis + 1:], dtype)
-    out[...] = np.take(x, starts, axis=axis)
-    for j in range(1, int((ends - starts).max())):
-        inside = _shape_along(ends - starts > j, axis, x.ndim)
-        taps = np.take(x, np.minimum(starts + j, length - 1), axis=axis)
-        combine(out, taps, out=out, where=inside)
-    return out
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """Sliding-window pooling resolved for one input shape."""
-
-    layout: str
-    axes: tuple[int, ...]
-    in_shape: tuple[int, ...]
-    geometry: tuple[Axis, ...]
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        shape = list(self.in_shape)
-        for axis, g in zip(self.axes, self.geometry):
-            shape[axis] = g.out
-        return tuple(shape)
-
-    def reduce(self, x, combine, dtype) -> np.ndarray:
-        for axis, g in zip(self.axes, self.geometry):
-            x = pool_axis(x, axis, g, combine, dtype)
-        return x
-
-    def counts(self, include_pad: bool) -> np.ndarray:
-        ndim = len(self.in_shape)
-        return fold(np.multiply, (_shape_along(g.counts(include_pad), axis, ndim)
-                                  for axis, g in zip(self.axes, self.geometry)))
-
-    def describe(self) -> dict:
-        g = self.geometry
-        return {"window": [a.window for a in g], "stride": [a.stride for a in g],
-                "padding": [[a.pad_begin, a.pad_end] for a in g],
-                "dilation": [a.dilation for a in g]}
-
-
-@dataclass(frozen=True)
-class AdaptivePlan:
-    """Adaptive pooling to a given output size, resolved for one input shape."""
-
-    layout: str
-    axes: tuple[int, ...]
-    in_shape: tuple[int, ...]
-    sizes: tuple[int, ...]
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        shape = list(self.in_shape)
-        for axis, size in zip(self.axes, self.sizes):
-            shape[axis] = size
-        return tuple(shape)
-
-    def reduce(self, x, combine, dtype) -> np.ndarray:
-        for axis, size in zip(self.axes, self.sizes):
-            x = adaptive_axis(x, axis, size, combine, dtype)
-        return x
-
-    def counts(self, include_pad: bool) -> np.ndarray:
-        ndim = len(self.in_shape)
-        widths = (np.subtract(*adaptive_bounds(self.in_shape[a], n)[::-1])
-                  for a, n in zip(self.axes, self.sizes))
-        return fold(np.multiply, (_shape_along(w, a, ndim) for a, w in zip(self.axes, widths)))
-
-    def describe(self) -> dict:
-        n = len(self.axes)
-        return {"window": None, "stride": None, "padding": [[0, 0]] * n, "dilation": None,
-                "output_size": list(self.sizes)}
-
-
-@dataclass(frozen=True)
-class GlobalPlan:
-    """One window over each whole spatial extent."""
-
-    layout: str
-    axes: tuple[int, ...]
-    in_shape: tuple[int, ...]
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return tuple(1 if i in self.axes else n for i, n in enumerate(self.in_shape))
-
-    def reduce(self, x, combine, dtype) -> np.ndarray:
-        return combine.reduce(x, axis=self.axes, dtype=dtype, keepdims=True)
-
-    def counts(self, include_pad: bool) -> np.ndarray:
-        return np.array(int(np.prod([self.in_shape[a] for a in self.axes])))
-
-    def describe(self) -> dict:
-        extent = [self.in_shape[a] for a in self.axes]
-        return {"window": extent, "stride": extent, "padding": [[0, 0]] * len(extent),
-                "dilation": [1] * len(extent)}

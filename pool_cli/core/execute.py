@@ -1,0 +1,44 @@
+"""Running a plan: bands of the input pooled into slices of one output, on a thread pool.
+
+NumPy releases the GIL inside ufuncs, so threads share the work without copies. The split
+into bands depends only on the input and a byte budget, never on the thread count, so every
+thread count gives the same bits.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+# Input bytes per band: a band's intermediates stay in cache, and there are enough bands to
+# share between threads. Chosen by measurement (benchmarks/README.md).
+BAND_BYTES = 1024 * 1024
+
+
+def default_threads() -> int:
+    """Every core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | None,
+              band_bytes: int | None = None) -> np.ndarray:
+    """Call ``pool_band(x_part, band, out_part)`` for every band of ``plan``, in parallel."""
+    def one(band):
+        # NaN and inf are values here, not errors (errstate is per thread)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            pool_band(x[band.source], band, out[band.target])
+
+    bands = plan.split(band_bytes or BAND_BYTES, x.itemsize)
+    threads = min(threads or default_threads(), len(bands))
+    if threads <= 1:
+        for band in bands:
+            one(band)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as workers:
+            list(workers.map(one, bands))  # re-raises the first error of any band
+    return out

@@ -1,0 +1,216 @@
+"""Plans: a pooling geometry resolved for one input shape, and how it splits into bands.
+
+A plan knows its output shape, reduces an array with a combining ufunc, gives the divisor
+of ``avg`` (:meth:`counts`), describes itself for reports, and splits into independent bands
+(:meth:`split`) small enough to stay in cache, which threads share and which let an input
+larger than memory be pooled piece by piece.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import reduce as fold
+
+import numpy as np
+
+from .geometry import Axis, adaptive_bounds
+from .kernels import along, choose_pass
+
+
+@dataclass(frozen=True)
+class Band:
+    """One independent piece of a pooling: input index, output index, its own plan.
+
+    ``divisor_axis`` and ``divisor_range`` say how to cut the divisor of ``avg`` for it.
+    """
+
+    source: tuple
+    target: tuple
+    plan: "Plan"
+    divisor_axis: int | None = None
+    divisor_range: tuple[int, int] = (0, 0)
+
+    def divisor(self, counts: np.ndarray) -> np.ndarray:
+        """This band's part of a whole-output divisor."""
+        if self.divisor_axis is None or counts.ndim == 0 or counts.shape[self.divisor_axis] == 1:
+            return counts
+        return along(counts, self.divisor_axis, slice(*self.divisor_range))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every plan shares: the layout, the spatial axes and the input shape."""
+
+    layout: str
+    axes: tuple[int, ...]
+    in_shape: tuple[int, ...]
+
+    def _out_shape(self, sizes) -> tuple[int, ...]:
+        shape = list(self.in_shape)
+        for axis, size in zip(self.axes, sizes):
+            shape[axis] = size
+        return tuple(shape)
+
+    def _broadcast(self, per_axis) -> np.ndarray:
+        """The product of per-spatial-axis 1-D arrays, shaped to broadcast against the output."""
+        ndim = len(self.in_shape)
+        return fold(np.multiply, (values.reshape([-1 if i == axis else 1 for i in range(ndim)])
+                                  for axis, values in zip(self.axes, per_axis)))
+
+    def split(self, budget: int, itemsize: int) -> list[Band]:
+        """Bands of about ``budget`` input bytes; the same split for any thread count."""
+        return list(self._split(0, (), budget, itemsize))
+
+    def _split(self, axis: int, prefix: tuple, budget: int, itemsize: int):
+        whole = Band(prefix, prefix, self)
+        if axis >= len(self.in_shape):
+            yield whole
+            return
+        entry = int(np.prod(self.in_shape[axis + 1:], dtype=np.int64)) * itemsize
+        extent = self.in_shape[axis]
+        if axis in self.axes:
+            yield from self._split_spatial(axis, prefix, budget, entry)
+        elif entry * extent <= budget:
+            yield whole
+        elif entry <= budget:
+            step = max(1, budget // entry)
+            for start in range(0, extent, step):
+                index = prefix + (slice(start, min(start + step, extent)),)
+                yield Band(index, index, self._with_shape(axis, min(step, extent - start)))
+        else:
+            sub = self._with_shape(axis, 1)
+            for i in range(extent):
+                for band in sub._split(axis + 1, prefix + (slice(i, i + 1),), budget, itemsize):
+                    yield band
+
+    def _split_spatial(self, axis, prefix, budget, entry):
+        yield Band(prefix, prefix, self)
+
+    def _with_shape(self, axis: int, size: int) -> "Plan":
+        shape = list(self.in_shape)
+        shape[axis] = size
+        return replace(self, in_shape=tuple(shape))
+
+
+@dataclass(frozen=True)
+class WindowPlan(Plan):
+    """Sliding-window pooling: one :class:`~pool_cli.core.geometry.Axis` per spatial axis."""
+
+    geometry: tuple[Axis, ...] = ()
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self._out_shape(g.out for g in self.geometry)
+
+    @property
+    def cells(self) -> int:
+        """The most input cells one window can hold."""
+        return int(np.prod([g.window for g in self.geometry]))
+
+    def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
+        """Pool ``x`` one spatial axis at a time, the axis that shrinks most first."""
+        order = sorted(range(len(self.axes)),
+                       key=lambda i: self.geometry[i].out / self.geometry[i].length)
+        for n, i in enumerate(order):
+            axis, g = self.axes[i], self.geometry[i]
+            last = out if n == len(order) - 1 else None
+            x = choose_pass(x, axis, g, combine)(x, axis, g, combine, dtype, last)
+        return x
+
+    def counts(self, include_pad: bool) -> np.ndarray:
+        return self._broadcast([g.counts(include_pad) for g in self.geometry])
+
+    def describe(self) -> dict:
+        g = self.geometry
+        return {"window": [a.window for a in g], "stride": [a.stride for a in g],
+                "padding": [[a.pad_begin, a.pad_end] for a in g],
+                "dilation": [a.dilation for a in g]}
+
+    def _split_spatial(self, axis, prefix, budget, entry):
+        """Bands of output rows along a spatial axis, each with the input rows it reaches."""
+        i = self.axes.index(axis)
+        g = self.geometry[i]
+        rows = max(1, budget // max(1, entry * g.stride))
+        if rows >= g.out:
+            yield Band(prefix, prefix, self)
+            return
+        for first in range(0, g.out, rows):
+            last = min(first + rows, g.out)
+            tap = first * g.stride - g.pad_begin
+            start = max(tap, 0)
+            stop = min((last - 1) * g.stride - g.pad_begin + g.span, g.length)
+            local = Axis(stop - start, g.window, g.stride, g.dilation, start - tap, 0, last - first)
+            geometry = self.geometry[:i] + (local,) + self.geometry[i + 1:]
+            plan = replace(self._with_shape(axis, stop - start), geometry=geometry)
+            yield Band(prefix + (slice(start, stop),), prefix + (slice(first, last),), plan,
+                       axis, (first, last))
+
+
+@dataclass(frozen=True)
+class AdaptivePlan(Plan):
+    """Adaptive pooling to a given output size."""
+
+    sizes: tuple[int, ...] = ()
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self._out_shape(self.sizes)
+
+    @property
+    def cells(self) -> int:
+        return int(np.prod([int(np.max(e - s)) for s, e in self._bounds()]))
+
+    def _bounds(self):
+        return [adaptive_bounds(self.in_shape[a], n) for a, n in zip(self.axes, self.sizes)]
+
+    def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
+        for n, (axis, size) in enumerate(zip(self.axes, self.sizes)):
+            last = out if n == len(self.axes) - 1 else None
+            x = adaptive_pass(x, axis, size, combine, dtype, last)
+        return x
+
+    def counts(self, include_pad: bool) -> np.ndarray:
+        return self._broadcast([e - s for s, e in self._bounds()])
+
+    def describe(self) -> dict:
+        return {"window": None, "stride": None, "padding": [[0, 0]] * len(self.axes),
+                "dilation": None, "output_size": list(self.sizes)}
+
+
+@dataclass(frozen=True)
+class GlobalPlan(Plan):
+    """One window over each whole spatial extent."""
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self._out_shape(1 for _ in self.axes)
+
+    @property
+    def cells(self) -> int:
+        return int(np.prod([self.in_shape[a] for a in self.axes]))
+
+    def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
+        return combine.reduce(x, axis=self.axes, dtype=dtype, keepdims=True, out=out)
+
+    def counts(self, include_pad: bool) -> np.ndarray:
+        return np.array(self.cells)
+
+    def describe(self) -> dict:
+        extent = [self.in_shape[a] for a in self.axes]
+        return {"window": extent, "stride": extent, "padding": [[0, 0]] * len(extent),
+                "dilation": [1] * len(extent)}
+
+
+def adaptive_pass(x, axis: int, size: int, combine: np.ufunc, dtype, out=None) -> np.ndarray:
+    """Adaptive pooling along one axis: window i spans floor(i*L/size) .. ceil((i+1)*L/size)."""
+    length = x.shape[axis]
+    starts, ends = adaptive_bounds(length, size)
+    if out is None:
+        out = np.empty(x.shape[:axis] + (size,) + x.shape[axis + 1:], dtype)
+    out[...] = np.take(x, starts, axis=axis)
+    widths = ends - starts
+    for j in range(1, int(widths.max())):
+        inside = (widths > j).reshape([-1 if i == axis else 1 for i in range(x.ndim)])
+        taps = np.take(x, np.minimum(starts + j, length - 1), axis=axis)
+        combine(out, taps, out=out, where=inside, casting="unsafe")
+    return out

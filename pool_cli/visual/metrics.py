@@ -1,0 +1,343 @@
+"""How faithful is a pooled array? Upscaling back to the input's size, PSNR, SSIM, energy kept.
+
+Everything is computed in float64 on the input's own scale (no conversion to [0, 1]).
+
+Upscaling (:func:`upscale_nearest`)
+    Nearest neighbour on the pooling grid: every input cell takes the value of the output
+    whose window covers it, so pooled blocks stay visible at the input's scale. Along each
+    spatial axis, input index ``i`` goes to output ``o = floor((i + pad_begin - (span - 1) / 2)
+    / stride + 1/2)`` clipped to ``[0, out - 1]``: the window whose centre is nearest to ``i``
+    (ties to the later window), where ``span = dilation * (window - 1) + 1``. When the stride
+    equals the window (no dilation) this is exactly ``floor((i + pad_begin) / stride)``, the
+    block holding ``i``, i.e. ``np.repeat`` by the stride; cells past the last window (a
+    ``valid`` remainder) repeat the last output. For overlapping windows each cell takes the
+    window centred on it; for gaps (stride > span) the nearest window. Adaptive pooling maps
+    ``i`` to ``floor(i * out / L)`` (the first window holding ``i``), global pooling to 0.
+
+PSNR (:func:`psnr`)
+    ``10 * log10(L**2 / MSE)`` with the MSE over every element (all channels together, which
+    is the mean of the per-channel MSEs); ``inf`` when the arrays are equal.
+
+SSIM (:func:`ssim`)
+    Wang, Bovik, Sheikh and Simoncelli, "Image quality assessment: from error visibility to
+    structural similarity", IEEE TIP 13(4), 2004: Gaussian window 11 taps per axis,
+    sigma 1.5, normalised to sum 1; ``C1 = (0.01 L)**2``, ``C2 = (0.03 L)**2``; local means,
+    variances and covariance weighted by the window (no Bessel correction);
+    ``SSIM = l * cs`` with luminance ``l = (2 mx my + C1) / (mx**2 + my**2 + C1)`` and
+    contrast-structure ``cs = (2 sxy + C2) / (sx**2 + sy**2 + C2)``; the mean over the valid
+    region (window entirely inside), computed per 2-D map (every N and C index) and averaged.
+    Any number of spatial axes works (the window is separable); an axis shorter than 11 uses
+    the longest odd window that fits (same sigma, renormalised).
+
+Data range ``L`` (:func:`default_data_range`)
+    255 for uint8, 65535 for uint16 (the dtype's span for other integers, 1 for bool), and
+    ``max - min`` of the reference for floats (1 when the reference is constant).
+
+Energy kept (:func:`energy_kept`)
+    The share of the input's signal energy about its mean that the upscaled output keeps:
+    ``1 - sum((x - u)**2) / sum((x - mean(x))**2)``, means taken per map (per N and C over
+    the spatial axes), clipped to [0, 1] (the coefficient of determination R**2). 1 means an
+    exact reconstruction; 0 means no better than each map's mean. For average pooling that
+    tiles the input exactly it equals ``sum((u - mean)**2) / sum((x - mean)**2)``, the share of
+    the variance the block means carry. A constant input gives 1 if reconstructed exactly,
+    else 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pool_cli.core.geometry import resolve_layout, spatial_axes
+
+__all__ = ["default_data_range", "energy_kept", "gaussian_window", "nearest_indices", "psnr",
+           "ssim", "ssim_maps", "upscale_nearest"]
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+def default_data_range(x) -> float:
+    """The data range ``L`` used by PSNR and SSIM for an input array.
+
+    Examples
+    --------
+    >>> default_data_range(np.zeros(3, np.uint8)), default_data_range(np.zeros(3, np.uint16))
+    (255.0, 65535.0)
+    >>> default_data_range(np.array([-0.5, 1.5]))
+    2.0
+    """
+    x = np.asarray(x)
+    if x.dtype == np.bool_:
+        return 1.0
+    if x.dtype.kind in "ui":
+        info = np.iinfo(x.dtype)
+        return float(info.max) - float(info.min)
+    finite = x[np.isfinite(x)] if x.size else x
+    if finite.size == 0:
+        return 1.0
+    span = float(np.max(finite)) - float(np.min(finite))
+    return span if span > 0 else 1.0
+
+
+def nearest_indices(plan, axis_index: int) -> np.ndarray:
+    """For one spatial axis of a plan, the output index each input index is shown with.
+
+    ``axis_index`` counts the plan's spatial axes (0 for the first). See the module
+    docstring for the rule.
+
+    Examples
+    --------
+    >>> from pool_cli import make_spec
+    >>> nearest_indices(make_spec("max", window=2).plan((5,)), 0).tolist()
+    [0, 0, 1, 1, 1]
+    >>> nearest_indices(make_spec("max", window=3, stride=1, padding=1).plan((4,)), 0).tolist()
+    [0, 1, 2, 3]
+    """
+    axis = plan.axes[axis_index]
+    length = plan.in_shape[axis]
+    out = plan.out_shape[axis]
+    i = np.arange(length)
+    geometry = getattr(plan, "geometry", None)
+    if geometry:  # sliding windows
+        g = geometry[axis_index]
+        centre = (i + g.pad_begin - (g.span - 1) / 2) / g.stride
+        index = np.floor(centre + 0.5).astype(np.intp)
+    else:  # adaptive (and global, where out == 1)
+        index = (i * out) // length
+    return np.clip(index, 0, out - 1)
+
+
+def upscale_nearest(pooled, in_shape, plan=None, layout: str | None = None) -> np.ndarray:
+    """Scale a pooled array back up to the input's shape with nearest neighbour.
+
+    Parameters
+    ----------
+    pooled : array_like
+        The pooled output, of shape ``plan.out_shape``.
+    in_shape : tuple of int
+        The input's shape.
+    plan : WindowPlan, AdaptivePlan or GlobalPlan, optional
+        ``make_spec(...).plan(in_shape)``: puts each output over the input cells its window
+        covers (see the module docstring). Without a plan, input index ``i`` of an axis of
+        length ``L`` takes output ``floor(i * out / L)`` (proportional nearest neighbour).
+    layout : str, optional
+        Only without a plan: axis letters, by default from the number of dimensions.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``in_shape``, dtype of ``pooled``.
+
+    Examples
+    --------
+    >>> from pool_cli import make_spec, pool
+    >>> x = np.arange(20).reshape(4, 5)
+    >>> plan = make_spec("max", window=2).plan(x.shape)
+    >>> upscale_nearest(pool(x, "max", window=2), x.shape, plan)
+    array([[ 6,  6,  8,  8,  8],
+           [ 6,  6,  8,  8,  8],
+           [16, 16, 18, 18, 18],
+           [16, 16, 18, 18, 18]])
+    """
+    pooled = np.asarray(pooled)
+    in_shape = tuple(int(n) for n in in_shape)
+    if pooled.ndim != len(in_shape):
+        raise ValueError(f"pooled array has {pooled.ndim} axes but the input shape {in_shape} "
+                         f"has {len(in_shape)}")
+    if plan is not None:
+        if tuple(plan.in_shape) != in_shape:
+            raise ValueError(f"plan is for shape {tuple(plan.in_shape)}, not {in_shape}")
+        if tuple(plan.out_shape) != pooled.shape:
+            raise ValueError(f"pooled shape {pooled.shape} differs from the plan's output "
+                             f"shape {tuple(plan.out_shape)}")
+        maps = {axis: nearest_indices(plan, k) for k, axis in enumerate(plan.axes)}
+    else:
+        axes = spatial_axes(resolve_layout(layout, len(in_shape)))
+        maps = {axis: (np.arange(in_shape[axis]) * pooled.shape[axis]) // in_shape[axis]
+                for axis in axes}
+    for axis, n in enumerate(in_shape):
+        if axis not in maps and pooled.shape[axis] != n:
+            raise ValueError(f"pooled shape {pooled.shape} differs from {in_shape} on "
+                             f"non-spatial axis {axis}")
+    out = pooled
+    for axis, index in maps.items():
+        out = np.take(out, index, axis=axis)
+    return out
+
+
+def psnr(reference, test, data_range: float | None = None) -> float:
+    """Peak signal-to-noise ratio in dB: ``10 log10(L**2 / MSE)``, ``inf`` if equal.
+
+    Parameters
+    ----------
+    reference, test : array_like
+        Same shape; compared in float64.
+    data_range : float, optional
+        ``L``; by default :func:`default_data_range` of ``reference``.
+
+    Examples
+    --------
+    >>> round(psnr(np.array([0, 0, 0, 0], np.uint8), np.array([0, 0, 0, 255], np.uint8)), 4)
+    6.0206
+    >>> psnr(np.ones(4), np.ones(4))
+    inf
+    """
+    ref, tst = _pair(reference, test)
+    L = default_data_range(reference) if data_range is None else float(data_range)
+    mse = float(np.mean(np.square(ref - tst)))
+    if np.isnan(mse):
+        return float("nan")
+    if mse == 0:
+        return float("inf")
+    return float(10 * np.log10(L * L / mse))
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """The 1-D Gaussian weights of SSIM: ``size`` taps centred on 0, summing to 1.
+
+    Examples
+    --------
+    >>> w = gaussian_window()
+    >>> w.size, round(float(w.sum()), 12), int(w.argmax())
+    (11, 1.0, 5)
+    """
+    k = np.arange(size) - (size - 1) / 2
+    w = np.exp(-k * k / (2 * sigma * sigma))
+    return w / w.sum()
+
+
+def _filter_valid(a: np.ndarray, axes: tuple[int, ...], windows: list[np.ndarray]) -> np.ndarray:
+    """Separable weighted sum over each window position lying entirely inside ``a``."""
+    for axis, w in zip(axes, windows):
+        n = a.shape[axis] - w.size + 1
+        acc = None
+        lead = (slice(None),) * axis
+        for j, weight in enumerate(w):
+            part = a[lead + (slice(j, j + n),)]
+            if acc is None:
+                acc = weight * part
+            else:
+                acc += weight * part
+        a = acc
+    return a
+
+
+def _ssim_windows(shape, axes) -> list[np.ndarray]:
+    windows = []
+    for axis in axes:
+        size = min(SSIM_WINDOW, shape[axis])
+        size -= 1 - size % 2  # odd
+        windows.append(gaussian_window(max(size, 1), SSIM_SIGMA))
+    return windows
+
+
+def ssim_maps(reference, test, data_range: float | None = None,
+              axes: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The luminance and contrast-structure maps of SSIM over the valid region.
+
+    Parameters
+    ----------
+    reference, test : array_like
+        Same shape, compared in float64.
+    data_range : float, optional
+        ``L``; by default :func:`default_data_range` of ``reference``.
+    axes : tuple of int, optional
+        The axes the window slides over (default: all); others are kept as they are.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``l = (2 mx my + C1) / (mx**2 + my**2 + C1)`` and
+        ``cs = (2 sxy + C2) / (sx**2 + sy**2 + C2)``; SSIM is their product.
+
+    Examples
+    --------
+    >>> x = np.full((11, 11), 100.0)
+    >>> l, cs = ssim_maps(x, x + 10, data_range=255)
+    >>> l.shape, bool(np.allclose(cs, 1)), round(float(l[0, 0]), 6)
+    ((1, 1), True, 0.995476)
+    """
+    x, y = _pair(reference, test)
+    L = default_data_range(reference) if data_range is None else float(data_range)
+    axes = tuple(range(x.ndim)) if axes is None else tuple(axes)
+    windows = _ssim_windows(x.shape, axes)
+    c1 = (SSIM_K1 * L) ** 2
+    c2 = (SSIM_K2 * L) ** 2
+    mx, my = _filter_valid(x, axes, windows), _filter_valid(y, axes, windows)
+    sxx = _filter_valid(x * x, axes, windows) - mx * mx
+    syy = _filter_valid(y * y, axes, windows) - my * my
+    sxy = _filter_valid(x * y, axes, windows) - mx * my
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lum = (2 * mx * my + c1) / (mx * mx + my * my + c1)
+        cs = (2 * sxy + c2) / (sxx + syy + c2)
+    return lum, cs
+
+
+def ssim(reference, test, data_range: float | None = None, layout: str | None = None) -> float:
+    """Mean structural similarity (Wang et al. 2004), averaged over channels.
+
+    Parameters
+    ----------
+    reference, test : array_like
+        Same shape. Compared in float64 on their own scale.
+    data_range : float, optional
+        ``L``; by default :func:`default_data_range` of ``reference``.
+    layout : str, optional
+        Axis letters (``'HW'``, ``'HWC'``, ``'CHW'``, ``'NCHW'``, ...), by default from the
+        number of dimensions (2 ``HW``, 3 ``CHW``, 4 ``NCHW``). The window slides over D, H
+        and W; each N and C index is scored on its own and the scores averaged.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; 1 for identical inputs.
+
+    Examples
+    --------
+    >>> x = np.arange(256.0).reshape(16, 16)
+    >>> ssim(x, x)
+    1.0
+    >>> ssim(x, x + 8) == ssim(x + 8, x) < 1
+    True
+    """
+    x, y = _pair(reference, test)
+    L = default_data_range(reference) if data_range is None else float(data_range)
+    axes = spatial_axes(resolve_layout(layout, x.ndim))
+    lum, cs = ssim_maps(x, y, L, axes)
+    per_map = np.mean(lum * cs, axis=axes)
+    return float(np.mean(per_map))
+
+
+def energy_kept(reference, test, layout: str | None = None) -> float:
+    """Share of the input's energy about its mean kept by ``test``: clipped R**2.
+
+    ``1 - sum((x - u)**2) / sum((x - mean(x))**2)`` with the mean per map (per N and C, over
+    the spatial axes of ``layout``), clipped to [0, 1].
+
+    Examples
+    --------
+    >>> x = np.array([[0.0, 2.0], [4.0, 6.0]])
+    >>> energy_kept(x, x), energy_kept(x, np.full_like(x, 3.0))
+    (1.0, 0.0)
+    >>> energy_kept(x, np.array([[1.0, 1.0], [5.0, 5.0]]))
+    0.8
+    """
+    x, u = _pair(reference, test)
+    axes = spatial_axes(resolve_layout(layout, x.ndim))
+    residual = float(np.sum(np.square(x - u)))
+    signal = float(np.sum(np.square(x - np.mean(x, axis=axes, keepdims=True))))
+    if np.isnan(residual) or np.isnan(signal):
+        return float("nan")
+    if signal == 0:
+        return 1.0 if residual == 0 else 0.0
+    return float(min(1.0, max(0.0, 1.0 - residual / signal)))
+
+
+def _pair(reference, test) -> tuple[np.ndarray, np.ndarray]:
+    ref = np.asarray(reference, dtype=np.float64)
+    tst = np.asarray(test, dtype=np.float64)
+    if ref.shape != tst.shape:
+        raise ValueError(f"shapes differ: {ref.shape} and {tst.shape}")
+    return ref, tst
