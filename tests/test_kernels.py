@@ -1,0 +1,165 @@
+"""Every algorithm path of the core against the plain-loop reference.
+
+pool() picks a pass per axis (direct, van Herk, running sums, pixel), cuts the input into
+bands and shares them between threads. Here each pass is forced, band budgets are made tiny
+so that bands never divide the input evenly, and thread counts 1 and 3 must agree bit for bit.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from pool_cli import PoolError, pool
+from pool_cli.core import execute, kernels
+from pool_cli.core.geometry import make_axis
+from reference import ref_pool
+
+PASSES = {"direct": kernels.direct_pass, "van_herk": kernels.van_herk_pass,
+          "running_sum": kernels.running_sum_pass, "pixel": kernels.pixel_pass}
+COMBINE = {"max": np.maximum, "min": np.minimum, "sum": np.add}
+
+
+@st.composite
+def axis_cases(draw, dilated=True):
+    """One axis: length, window, stride, dilation, padding within the rules, ceil_mode."""
+    length = draw(st.integers(1, 40))
+    window = draw(st.integers(1, 15))
+    dilation = draw(st.integers(1, 3)) if dilated else 1
+    span = dilation * (window - 1) + 1
+    pads = (draw(st.integers(0, span - 1)), draw(st.integers(0, span - 1)))
+    ceil_mode = draw(st.booleans())
+    try:
+        g = make_axis(length, window, draw(st.integers(1, 6)), dilation, pads, ceil_mode)
+    except PoolError:
+        assume(False)
+    return g, ceil_mode
+
+
+def one_axis_reference(x, g, mode, ceil_mode):
+    """The reference pooling along axis 1 of a (rows, L, cells) array."""
+    return ref_pool(x.reshape(x.shape[0], 1, g.length, -1), mode, (g.window, 1), (g.stride, 1),
+                    ((g.pad_begin, g.pad_end), (0, 0)), (g.dilation, 1), ceil_mode=ceil_mode,
+                    layout="NCHW")
+
+
+PASS_MODES = [("direct", m) for m in COMBINE] + [("pixel", m) for m in COMBINE] + [
+    ("van_herk", "max"), ("van_herk", "min"), ("running_sum", "sum")]
+
+
+@pytest.mark.parametrize("name,mode", PASS_MODES)
+@settings(max_examples=40)
+@given(case=axis_cases(dilated=False), cells=st.integers(1, 4), data=st.data())
+def test_each_pass_matches_reference(name, mode, case, cells, data):
+    g, ceil_mode = case
+    dtype = data.draw(st.sampled_from([np.int16, np.float32, np.float64]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.integers(-50, 50, size=(2, g.length, cells)).astype(dtype)
+    work = np.dtype(np.int64) if mode == "sum" and dtype == np.int16 else np.dtype(dtype)
+    got = PASSES[name](x, 1, g, COMBINE[mode], work)
+    want = one_axis_reference(x, g, mode, ceil_mode).reshape(got.shape)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    if mode != "sum":
+        assert np.array_equal(got, want)
+
+
+@settings(max_examples=60)
+@given(case=axis_cases(), data=st.data())
+def test_direct_pass_with_dilation_matches_reference(case, data):
+    g, ceil_mode = case
+    x = np.random.default_rng(data.draw(st.integers(0, 999))).standard_normal((3, g.length, 1))
+    got = kernels.direct_pass(x, 1, g, np.maximum, x.dtype)
+    assert np.array_equal(got, one_axis_reference(x, g, "max", ceil_mode).reshape(got.shape))
+
+
+def test_van_herk_lets_padding_never_win_for_integers():
+    x = np.full((1, 9), np.iinfo(np.int8).min, np.int8)
+    g = make_axis(9, 7, 1, 1, (6, 6), False)
+    assert (kernels.van_herk_pass(x, 1, g, np.maximum, x.dtype) == -128).all()
+    y = np.full((1, 9), True)
+    assert kernels.van_herk_pass(y, 1, g, np.minimum, y.dtype).all()
+
+
+def test_choose_pass_picks_each_kernel():
+    wide = make_axis(64, 13, 1, 1, (6, 6), False)
+    small = make_axis(64, 2, 2, 1, (0, 0), False)
+    rows = np.zeros((4, 64, 64), np.float32)
+    pixels = np.zeros((64, 64, 3), np.uint8)
+    assert kernels.choose_pass(rows, 1, wide, np.maximum) is kernels.van_herk_pass
+    assert kernels.choose_pass(rows, 1, wide, np.add) is kernels.running_sum_pass
+    assert kernels.choose_pass(rows, 1, small, np.maximum) is kernels.direct_pass
+    assert kernels.choose_pass(pixels, 1, small, np.maximum) is kernels.pixel_pass
+
+
+GEOMETRIES = [
+    dict(window=2),
+    dict(window=3, stride=2, padding=1),
+    dict(window=3, stride=1, padding=1),
+    dict(window=9, stride=1, padding=4),
+    dict(window=(4, 3), stride=(3, 2), padding=((1, 2), (0, 1)), ceil_mode=True),
+    dict(window=3, stride=2, dilation=2, padding=2),
+]
+
+
+@pytest.mark.parametrize("layout,shape", [("CHW", (3, 37, 29)), ("HWC", (37, 29, 3)),
+                                          ("NCHW", (2, 2, 23, 19)), ("HW", (41, 33))])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("mode", ["max", "min", "avg", "sum", "lp"])
+def test_tiny_bands_and_threads_match_reference(monkeypatch, layout, shape, geometry, mode):
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, size=shape).astype(np.uint8 if mode != "lp" else np.float64)
+    kwargs = dict(geometry, layout=layout)
+    if mode == "avg":
+        kwargs["count_include_pad"] = True
+    pads = kwargs.get("padding", 0)
+    nspatial = sum(c in "DHW" for c in layout)
+
+    def per_axis(value):
+        return tuple(value) if isinstance(value, tuple) else (value,) * nspatial
+
+    pairs = tuple(p if isinstance(p, tuple) else (p, p) for p in per_axis(pads))
+    want = ref_pool(x, mode, per_axis(kwargs["window"]),
+                    per_axis(kwargs.get("stride", kwargs["window"])), pairs,
+                    per_axis(kwargs.get("dilation", 1)), ceil_mode=kwargs.get("ceil_mode", False),
+                    count_include_pad=mode == "avg", layout=layout)
+    results = []
+    for budget in (100, 1000, 1 << 20):
+        monkeypatch.setattr(execute, "BAND_BYTES", budget)
+        for threads in (1, 3):
+            results.append(pool(x, mode, threads=threads, **kwargs))
+    for got in results:
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+    # the same bits for every thread count, with each band budget
+    for one, three in zip(results[::2], results[1::2]):
+        assert np.array_equal(one, three)
+
+
+@pytest.mark.parametrize("shape,layout", [((37, 29, 3), "HWC"), ((3, 37, 29), "CHW")])
+@pytest.mark.parametrize("window,padding", [(2, 0), (3, 1), (5, 2)])
+def test_rounded_average_is_floor_of_mean_plus_half(monkeypatch, shape, layout, window, padding):
+    monkeypatch.setattr(execute, "BAND_BYTES", 500)
+    x = np.random.default_rng(3).integers(0, 256, size=shape).astype(np.uint8)
+    exact = pool(x, "avg", window=window, padding=padding, layout=layout)
+    rounded = pool(x, "avg", window=window, padding=padding, layout=layout, rounded=True)
+    assert rounded.dtype == np.uint8
+    assert np.array_equal(rounded, np.floor(exact + 0.5).astype(np.uint8))
+
+
+def test_rounded_average_equals_pillow_reduce():
+    from PIL import Image
+
+    x = np.random.default_rng(4).integers(0, 256, size=(64, 48, 3)).astype(np.uint8)
+    reduced = np.asarray(Image.fromarray(x).reduce(2))
+    assert np.array_equal(pool(x, "avg", layout="HWC", rounded=True), reduced)
+
+
+def test_wide_windows_are_exact_on_realistic_sizes():
+    x = np.random.default_rng(5).standard_normal((3, 70, 65)).astype(np.float32)
+    for mode in ("max", "min"):
+        got = pool(x, mode, window=13, stride=1, padding=6)
+        want = ref_pool(x, mode, (13, 13), (1, 1), ((6, 6), (6, 6)), (1, 1))
+        assert np.array_equal(got, want)
+    got = pool(x, "avg", window=13, stride=1, padding=6)
+    want = ref_pool(x, "avg", (13, 13), (1, 1), ((6, 6), (6, 6)), (1, 1))
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
