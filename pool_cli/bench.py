@@ -2,7 +2,9 @@
 
 Every workload (see :data:`WORKLOADS`) is run by
 
-* ``poolcli`` -- :func:`pool_cli.pool` (``threads=`` is passed when the core has that keyword);
+* ``poolcli`` -- :func:`pool_cli.pool` (``threads=`` is passed when the core has that keyword;
+  W6b uses ``rounded=True`` when the core has it, else :func:`round_half_up_uint8` of the
+  float64 average);
 * ``copy bound`` -- ``np.copyto(dst, x)`` into a preallocated array of the input's shape and
   dtype: one full read and one full write, what a pooling pass can hardly beat;
 * ``read bound`` -- ``np.max(x)``: a full read with a tiny output.  It is the fastest full read
@@ -34,8 +36,9 @@ uint8) exactly.  A peer that differs is reported ``mismatch`` and not timed; one
 Per-peer semantics (what is run, and what is not timed):
 
 * PyTorch -- ``F.max_pool2d`` / ``F.avg_pool2d(count_include_pad=False)`` on ``torch.from_numpy``
-  viewed as NCHW (zero copy: a CHW input is an NCHW tensor, an HWC input a channels_last one).
-  The other layout is also tried on a copy made once, untimed; the faster is reported and named.
+  viewed as NCHW (zero copy: a CHW input is an NCHW tensor, an HWC input a channels_last one:
+  variant "... view").  The other layout is also tried on a copy made once, untimed
+  ("... pre-converted"); the faster is reported, the other's median is in the note.
   avg_pool2d has no uint8 kernel: W6b converts to float32 and rounds inside the timed call.
   Global: ``mean``/``amax`` over H, W and ``adaptive_*_pool2d(1)``, the faster reported.
 * OpenCV -- max: ``cv2.dilate`` with a k x k rectangle, ``anchor=(pad, pad)`` and the default
@@ -120,7 +123,8 @@ class Workload:
             what = f"global {self.mode}"
         else:
             k = self.window
-            what = f"{self.mode} {k}x{k} s{self.stride}" + (f" pad {self.padding}" if self.padding else "")
+            what = f"{self.mode} {k}x{k} s{self.stride}"
+            what += f" pad {self.padding}" if self.padding else ""
         if self.round_uint8:
             what += " -> uint8"
         return f"{self.dtype} {shape} {self.layout}, {what}"
@@ -187,17 +191,27 @@ def round_half_up_uint8(avg: np.ndarray) -> np.ndarray:
 # poolcli and the bounds
 # --------------------------------------------------------------------------------------------
 
+def pool_supports(keyword: str) -> bool:
+    """Whether :func:`pool_cli.pool` takes ``keyword`` (``threads``, ``rounded``): the bench
+    works with the core before and after such a keyword lands."""
+    return keyword in inspect.signature(pool).parameters
+
+
 def pool_supports_threads() -> bool:
-    return "threads" in inspect.signature(pool).parameters
+    return pool_supports("threads")
 
 
-def poolcli_call(w: Workload, x: np.ndarray, threads: int) -> Callable[[], np.ndarray]:
+def poolcli_call(w: Workload, x: np.ndarray, threads: int) -> tuple[Callable[[], np.ndarray], str]:
+    """The timed poolcli call for a workload, and how it rounds (for the note)."""
     kwargs = w.pool_kwargs()
-    if pool_supports_threads():
+    if pool_supports("threads"):
         kwargs["threads"] = threads
-    if w.round_uint8:
-        return lambda: round_half_up_uint8(pool(x, w.mode, **kwargs))
-    return lambda: pool(x, w.mode, **kwargs)
+    if not w.round_uint8:
+        return (lambda: pool(x, w.mode, **kwargs)), ""
+    if pool_supports("rounded"):
+        kwargs["rounded"] = True
+        return (lambda: pool(x, w.mode, **kwargs)), "pool(rounded=True)"
+    return (lambda: round_half_up_uint8(pool(x, w.mode, **kwargs))), "pool + round_half_up_uint8"
 
 
 def _blocks(n: int, parts: int) -> list[slice]:
@@ -205,7 +219,8 @@ def _blocks(n: int, parts: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def bound_calls(x: np.ndarray, dst: np.ndarray, threads: int, executor) -> tuple[Callable, Callable]:
+def bound_calls(x: np.ndarray, dst: np.ndarray, threads: int,
+                executor) -> tuple[Callable, Callable]:
     """The copy bound and the read bound, split over ``threads`` leading-axis blocks."""
     if threads <= 1 or executor is None:
         return (lambda: np.copyto(dst, x)), (lambda: np.max(x))
@@ -299,12 +314,18 @@ def torch_variants(w: Workload, x: np.ndarray, out_shape: tuple) -> list[Variant
     t = torch.from_numpy(x)
     native, other = ("NCHW", "channels_last") if w.layout == "CHW" else ("channels_last", "NCHW")
     view = t.unsqueeze(0) if w.layout == "CHW" else t.permute(2, 0, 1).unsqueeze(0)
-    back = (lambda o: o[0].numpy()) if w.layout == "CHW" else (lambda o: o[0].permute(1, 2, 0).numpy())
+    if w.layout == "CHW":
+        def back(o):
+            return o[0].numpy()
+    else:
+        def back(o):
+            return o[0].permute(1, 2, 0).numpy()
     if w.global_pool:
         reduce = (lambda v: v.mean(dim=(2, 3), keepdim=True)) if w.mode == "avg" else (
             lambda v: v.amax(dim=(2, 3), keepdim=True))
         adaptive = F.adaptive_avg_pool2d if w.mode == "avg" else F.adaptive_max_pool2d
-        return [Variant(f"{native}, {'mean' if w.mode == 'avg' else 'amax'}", lambda: reduce(view), back),
+        name = "mean" if w.mode == "avg" else "amax"
+        return [Variant(f"{native}, {name}", lambda: reduce(view), back),
                 Variant(f"{native}, adaptive pool", lambda: adaptive(view, 1), back)]
     k, s, p = w.window, w.stride, w.padding
     if w.mode == "max":
@@ -406,8 +427,10 @@ def scipy_variants(w: Workload, x: np.ndarray, out_shape: tuple) -> list[Variant
     size[ha] = size[wa] = k
     index = _strided(w, out_shape, k // 2 - p)
     if w.mode == "max":
+        def maximum():
+            return np.ascontiguousarray(ndimage.maximum_filter(x, size, mode="nearest")[index])
         return [Variant(f"maximum_filter {k}x{k} mode=nearest" + (f" + [::{s}]" if s > 1 else ""),
-                        lambda: np.ascontiguousarray(ndimage.maximum_filter(x, size, mode="nearest")[index]))]
+                        maximum)]
     work = np.float32 if x.dtype.kind in "ui" else x.dtype
     factor = None if p == 0 else (k * k) / _count_map(w, x, out_shape)
 
@@ -572,12 +595,12 @@ def run_bench(quick: bool = False, threads: int | None = None, repeat: int | Non
     and once at the end with step == total.  shapes: ``'full'``, ``'quick'`` or ``'tiny'``.
     peers: the peers to try (default :data:`PEERS`; those that do not import are left out).
     slow_budget_s: a peer variant whose first run takes longer than budget/repeat is timed
-    fewer runs (default 30 s, quick 1.5 s).
+    fewer runs (default 10 s, quick 1.5 s).
     """
     threads = max(1, int(threads or 1))
     repeat = int(repeat or (3 if quick else 7))
     size = shapes or (QUICK if quick else FULL)
-    budget = slow_budget_s if slow_budget_s is not None else (1.5 if quick else 30.0)
+    budget = slow_budget_s if slow_budget_s is not None else (1.5 if quick else 10.0)
     chosen = select_workloads(workloads)
     peers = [p for p in (PEERS if peers is None else peers) if _installed(p.module)]
     versions = {p.name: p.version() for p in peers}
@@ -629,10 +652,9 @@ def _run_workload(w, size, x, dst, threads, pool_threads, repeat, budget, peers,
             r["time_ms_min"] = min(times) * 1e3
         return r
 
-    pool_note = ""
+    run_pool, pool_note = poolcli_call(w, x, pool_threads)
     if threads > 1 and pool_threads == 1:
-        pool_note = "pool() has no threads= keyword yet: ran on 1 thread"
-    run_pool = poolcli_call(w, x, pool_threads)
+        pool_note = "; ".join(filter(None, [pool_note, "pool() has no threads= keyword: 1 thread"]))
     try:
         ref = run_pool()  # the untimed first run, and the reference for every peer
     except Exception as error:  # noqa: BLE001 -- reported, not raised
@@ -663,7 +685,8 @@ def _run_workload(w, size, x, dst, threads, pool_threads, repeat, budget, peers,
             best = min(candidates, key=lambda t: statistics.median(t.times))
             others = [f"{t.variant}: {statistics.median(t.times) * 1e3:.1f} ms"
                       for t in candidates if t is not best]
-            extra = [n for n in (r["note"],) if n] + (["also " + "; ".join(others)] if others else [])
+            extra = [r["note"]] if r["note"] else []
+            extra += ["also " + "; ".join(others)] if others else []
             if best.runs < repeat:
                 extra.insert(0, f"slow: timed {best.runs} of {repeat} runs")
             used = threads if peer.module in ("torch", "cv2") else 1
@@ -784,13 +807,15 @@ def render_rows(rows: list[dict], show_unsupported: bool = False, title: str | N
         note = Text()
         if first:
             note.append(r["description"], style="italic")
-        for part in (r["status"] if r["status"] != "ok" else "", r.get("variant") or "", r["note"] or ""):
+        status = r["status"] if r["status"] != "ok" else ""
+        for part in (status, r.get("variant") or "", r["note"] or ""):
             if part:
                 if note:
                     note.append("; ")
                 note.append(part, style={"mismatch": "bold red", "error": "bold red",
                                          "unsupported": "dim"}.get(part, ""))
-        table.add_row(r["workload"] if first else "", Text(r["impl"], style=styles.get(r["impl"], "")),
+        table.add_row(r["workload"] if first else "",
+                      Text(r["impl"], style=styles.get(r["impl"], "")),
                       num(r["time_ms_median"], ".2f"), num(r["time_ms_min"], ".2f"),
                       num(r["ratio_copy"], ".2f"), num(r["ratio_read"], ".2f"),
                       num(r["ratio_to_poolcli"], ".2f"), num(r["mb_per_s"], ".0f"), note)
@@ -836,8 +861,9 @@ def _make_command():
         if json_output:
             click.echo(rows_to_jsonl(rows))
         else:
-            Console().print(render_rows(rows, title=f"poolcli bench ({'quick' if quick else 'full'},"
-                                                    f" {time.perf_counter() - started:.1f} s)"))
+            took = time.perf_counter() - started
+            title = f"poolcli bench ({'quick' if quick else 'full'}, {took:.1f} s)"
+            Console().print(render_rows(rows, title=title))
 
     return bench
 

@@ -56,6 +56,8 @@ _OUTPUT_OPTIONS = [
                  help="Quality of JPEG and WebP outputs."),
     click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True,
                  help="zlib level of PNG outputs (1 is fast; 9 is small and slow)."),
+    click.option("--threads", type=click.IntRange(min=1), metavar="N",
+                 help="Threads pooling each array.  [default: every core]"),
 ]
 
 _REPORT_OPTIONS = [
@@ -87,18 +89,33 @@ def _mode_command(mode: Mode) -> click.Command:
     @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
     @_apply(_geometry_options(mode) + _OUTPUT_OPTIONS + _REPORT_OPTIONS)
     def command(inputs, output, fmt, overwrite, recursive, jobs, jpeg_quality, png_compression,
-                as_json, quiet, **geometry):
-        spec = _spec(mode.name, geometry)
+                threads, as_json, quiet, **geometry):
+        spec = _spec(mode.name, geometry, quiet)
         _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_quality,
-                    png_compression, as_json, quiet)
+                    png_compression, threads, as_json, quiet)
 
     command.__doc__ = (f"Pool each INPUT: {mode.summary}.\n\n"
                        "INPUT is an image, a .npy or .npz file, a folder (with -r) or - for standard input.")
     return click.command(mode.name)(command)
 
 
-def _spec(mode: str, geometry: dict):
-    """Every rule that holds whatever the input is checked here: a mistake is a usage error."""
+REPLACED_BY_GLOBAL = ("window", "stride", "padding", "dilation", "ceil_mode")
+
+
+def _spec(mode: str, geometry: dict, quiet: bool = False):
+    """Every rule that holds whatever the input is checked here: a mistake is a usage error.
+
+    ``--global`` and ``--output-size`` replace the window geometry: options of it given too
+    (a harness may always pass them) are dropped with a warning rather than refused.
+    """
+    if geometry["global_pool"] or geometry["output_size"] is not None:
+        given = [name for name in REPLACED_BY_GLOBAL if geometry.pop(name)]
+        if given and not quiet:
+            from .report import warning_line
+
+            what = "--global" if geometry["global_pool"] else "--output-size"
+            warning_line(f"{what} replaces " + ", ".join(
+                "--" + name.replace("_", "-") for name in given) + ": ignored")
     try:
         return make_spec(mode, **geometry)
     except PoolError as error:
@@ -106,14 +123,14 @@ def _spec(mode: str, geometry: dict):
 
 
 def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_quality,
-                png_compression, as_json, quiet):
+                png_compression, threads, as_json, quiet):
     from . import engine, report
 
     items = list(engine.find_sources(list(inputs), recursive))
-    _check_outputs(output, items)
+    _check_outputs(output, fmt, items)
     options = engine.OutputOptions(output, fmt, overwrite, jpeg_quality, png_compression)
     sources = [item for item in items if isinstance(item, engine.Source)]
-    batch = engine.Batch(spec, options, sources)
+    batch = engine.Batch(spec, options, sources, threads)
     start = time.perf_counter()
     with report.progress(len(items), enabled=not quiet) as advance:
         results = batch.run(items, jobs=jobs, on_done=advance)
@@ -121,9 +138,13 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
     _finish(results, elapsed, output == "-" or (output is None and "-" in inputs), as_json, quiet)
 
 
-def _check_outputs(output: str | None, items) -> None:
+def _check_outputs(output: str | None, fmt: str | None, items) -> None:
     from .engine import is_folder_output
+    from .io import format_for_path
 
+    named = format_for_path(output) if output and "{" not in output else None
+    if fmt and named and named != fmt and not is_folder_output(output):
+        raise click.UsageError(f"-o {output} names a {named} file but --format is {fmt}")
     if output is None or len(items) < 2 or "{" in output or is_folder_output(output):
         if output and "{" in output:
             try:
@@ -144,13 +165,15 @@ def _finish(results, elapsed: float, data_on_stdout: bool, as_json: bool, quiet:
     stream = sys.stderr if data_on_stdout else sys.stdout
     seen = set()
     for r in results:
-        for message in ([r.error] if not r.ok else []) + r.warnings:
+        for message in ([r.error] if not r.ok else []) + ([] if quiet else r.warnings):
             if message not in seen:
                 seen.add(message)
                 (report.error_line if message == r.error else report.warning_line)(message)
-    if as_json:
+    if quiet:
+        pass
+    elif as_json:
         report.json_lines((r.to_json() for r in results), stream)
-    elif not quiet:
+    else:
         report.results_table(results, stream, elapsed)
     if not all(r.ok for r in results):
         sys.exit(1)

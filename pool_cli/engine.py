@@ -22,6 +22,10 @@ from .core import PoolError, PoolSpec, check_dtype
 from .core.geometry import DEFAULT_LAYOUTS
 
 
+# A memory-mapped .npy is pooled in bands of this many input bytes (bounded memory).
+STREAM_BYTES = 64 * 2**20
+
+
 @dataclass(frozen=True)
 class OutputOptions:
     """Where and how results are written."""
@@ -93,16 +97,24 @@ def find_sources(paths: list[str], recursive: bool) -> Iterator[Source | Result]
         elif not recursive:
             yield Result(path, "", ok=False, error=f"{path}: is a folder (add -r to pool the files in it)")
         else:
+            found = False
             for folder, dirs, files in os.walk(path):
                 dirs.sort()
                 subdir = os.path.relpath(folder, path)
                 for name in sorted(files):
                     if io.format_for_path(name):
+                        found = True
                         yield Source(os.path.join(folder, name), "" if subdir == "." else subdir)
+            if not found:
+                yield Result(path, "", ok=False, error=f"{path}: no images or arrays in this folder")
 
 
-def output_path(source: Source, options: OutputOptions, mode: str, fmt: str) -> str:
+def output_path(source: Source, options: OutputOptions, mode: str, fmt: str,
+                keep_suffix: bool = False) -> str:
     """Resolve ``-o`` (file, folder, template, ``-`` or nothing) for one input.
+
+    ``{ext}`` is the format's usual extension, or the input's own (``.jpeg``, ``.pgm``) when
+    ``keep_suffix`` says the output has the input's format.
 
     Examples
     --------
@@ -115,7 +127,7 @@ def output_path(source: Source, options: OutputOptions, mode: str, fmt: str) -> 
     if out == "-" or (out is None and source.path == "-"):
         return "-"
     stem = "stdin" if source.path == "-" else Path(source.path).stem
-    ext = io.extension_for_format(fmt)
+    ext = Path(source.path).suffix if keep_suffix else io.extension_for_format(fmt)
     if out is None:
         return str(Path(source.path).with_name(f"{stem}_{mode}{ext}"))
     if "{" in out:
@@ -146,11 +158,13 @@ def output_format(options: OutputOptions, loaded: io.Loaded) -> str:
 class Batch:
     """Pools many inputs with one spec; outputs are claimed once so no two inputs write the same file."""
 
-    def __init__(self, spec: PoolSpec, options: OutputOptions, sources: list[Source]):
+    def __init__(self, spec: PoolSpec, options: OutputOptions, sources: list[Source],
+                 threads: int | None = None):
         self.spec = spec
         self.options = options
+        self.threads = threads
         self.inputs = {os.path.realpath(s.path) for s in sources if s.path != "-"}
-        self.claimed: dict[str, str] = {}
+        self.claimed: dict[str, Source] = {}
         self.lock = threading.Lock()
 
     def run(self, items: list[Source | Result], jobs: int = 1,
@@ -187,28 +201,25 @@ class Batch:
         loaded = io.read_input(source.path)
         load_ms = (time.perf_counter() - start) * 1e3
         fmt = output_format(self.options, loaded)
-        dest = output_path(source, self.options, self.spec.mode.name, fmt)
-        self._claim(source.path, dest)
-        spec = self.spec
-        if spec.layout is None and loaded.layout is not None:
-            spec = dataclasses.replace(spec, layout=loaded.layout)
+        dest = output_path(source, self.options, self.spec.mode.name, fmt,
+                           keep_suffix=io.format_for_path(source.path) == fmt)
+        self._claim(source, dest)
         rows, outputs = [], {}
         for key, array in loaded.arrays.items():
             name = source.path if key is None else f"{source.path}[{key}]"
             try:
                 check_dtype(array.dtype)
+                spec = self._spec_for(loaded, array, fmt)
                 plan = spec.plan(array.shape)
-                start = time.perf_counter()
-                outputs[key] = spec.run(array, plan)
-                pool_ms = (time.perf_counter() - start) * 1e3
             except PoolError as error:
                 raise PoolError(f"{name}: {error}") from None
-            rows.append(dataclasses.replace(
-                blank, key=key, output=dest, input_shape=list(array.shape),
-                output_shape=list(outputs[key].shape), input_dtype=str(array.dtype),
-                output_dtype=str(outputs[key].dtype), layout=plan.layout,
-                geometry=plan.describe(), load_ms=load_ms, pool_ms=pool_ms,
-                input_bytes=array.nbytes, warnings=list(loaded.warnings)))
+            if isinstance(array, np.memmap) and fmt == "npy" and dest != "-":
+                return [self._stream(blank, source, loaded, array, spec, plan, dest, load_ms)]
+            start = time.perf_counter()
+            outputs[key] = spec.run(array, plan, self.threads)
+            rows.append(self._row(blank, key, dest, loaded, array, plan,
+                                  io.stored_dtype(fmt, loaded, outputs[key].dtype),
+                                  load_ms, (time.perf_counter() - start) * 1e3))
         start = time.perf_counter()
         warnings = io.write_output(dest, outputs, fmt=fmt, like=loaded, overwrite=self.options.overwrite,
                                    jpeg_quality=self.options.jpeg_quality,
@@ -219,23 +230,63 @@ class Batch:
             row.warnings += warnings
         return rows
 
-    def _claim(self, source: str, dest: str) -> None:
+    def _spec_for(self, loaded: io.Loaded, array: np.ndarray, fmt: str) -> PoolSpec:
+        """The spec for one array: an image's layout; integer averages rounded for images."""
+        spec = self.spec
+        if spec.layout is None and loaded.layout is not None:
+            spec = dataclasses.replace(spec, layout=loaded.layout)
+        if spec.mode.name == "avg" and fmt not in ("npy", "npz") and array.dtype.kind in "iu":
+            spec = dataclasses.replace(spec, rounded=True)  # exact, and no float64 copy
+        return spec
+
+    @staticmethod
+    def _row(blank, key, dest, loaded, array, plan, out_dtype, load_ms, pool_ms) -> Result:
+        return dataclasses.replace(
+            blank, key=key, output=dest, input_shape=list(array.shape),
+            output_shape=list(plan.out_shape), input_dtype=str(array.dtype),
+            output_dtype=str(out_dtype), layout=plan.layout, geometry=plan.describe(),
+            load_ms=load_ms, pool_ms=pool_ms, input_bytes=array.nbytes,
+            warnings=list(loaded.warnings))
+
+    def _stream(self, blank, source, loaded, array, spec, plan, dest, load_ms) -> Result:
+        """Pool a memory-mapped .npy in bands straight into the output file: bounded memory."""
+        pool_s = 0.0
+
+        def pooled_bands():
+            nonlocal pool_s
+            for band in plan.split(STREAM_BYTES, array.itemsize):
+                part = array[band.source]
+                start = time.perf_counter()
+                yield spec.run(part, band.plan, self.threads)
+                pool_s += time.perf_counter() - start
+                io.release_pages(part)
+
+        start = time.perf_counter()
+        io.write_npy_stream(dest, plan.out_shape, spec.output_dtype(array.dtype), pooled_bands(),
+                            overwrite=self.options.overwrite)
+        total_ms = (time.perf_counter() - start) * 1e3
+        row = self._row(blank, None, dest, loaded, array, plan, spec.output_dtype(array.dtype),
+                        load_ms, pool_s * 1e3)
+        row.save_ms = total_ms - pool_s * 1e3
+        return row
+
+    def _claim(self, source: Source, dest: str) -> None:
         """Refuse an output that is an input, exists already, or another input's output."""
         if dest == "-":
             return
         real = os.path.realpath(dest)
         if real in self.inputs:
-            raise PoolError(f"{source}: output {dest} would replace an input")
+            raise PoolError(f"{source.path}: output {dest} would replace an input")
         if os.path.exists(dest) and not self.options.overwrite:
-            raise PoolError(f"{source}: output {dest} exists (use --overwrite to replace it)")
+            raise PoolError(f"{source.path}: output {dest} exists (use --overwrite to replace it)")
         with self.lock:
             other = self.claimed.setdefault(real, source)
-        if other != source:
-            raise PoolError(f"{source}: output {dest} is also the output of {other}")
+        if other is not source:  # the same file given twice is claimed twice
+            raise PoolError(f"{source.path}: output {dest} is also the output of {other.path}")
 
     @staticmethod
     def _failed(blank: Result, message: str, path: str) -> Result:
-        if not message.startswith(path):
+        if not message.startswith((f"{path}:", f"{path}[")):
             message = f"{path}: {message}"
         return dataclasses.replace(blank, ok=False, error=" ".join(message.split()))
 

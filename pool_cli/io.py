@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import os
 import re
 import secrets
@@ -25,7 +26,7 @@ import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable
 
 import numpy as np
 
@@ -435,6 +436,8 @@ def _open_image(name: str, f: BinaryIO) -> tuple[Image.Image, int]:
             raise _bomb_error(name, exc, Image.MAX_IMAGE_PIXELS) from exc
         except MemoryError:
             raise
+        except Image.UnidentifiedImageError:
+            raise PoolError(f"{name}: not an image Pillow can read") from None
         except Exception as exc:  # Pillow raises many types on bad data
             raise PoolError(f"{name}: corrupt or truncated image ({_one_line(exc)})") from exc
     return im, frames
@@ -685,8 +688,10 @@ def _cast(dest: str, arr: np.ndarray, mode: str, fmt: str, notes: list[str]) -> 
         if want == bool:
             return arr >= 0.5
         return _round_and_clip(dest, arr, want, notes)
-    if kind in "biu" and want != bool and np.can_cast(arr.dtype, want, "safe"):
-        return arr.astype(want)
+    if kind in "biu" and want == bool:
+        return _clip(dest, arr, np.dtype(np.uint8), notes, high=1).astype(bool)
+    if kind in "biu":
+        return _clip(dest, arr, want, notes)  # e.g. the int64 sums of an image
     raise PoolError(
         f"{dest}: {arr.dtype} values cannot be written as a mode {mode} {fmt.upper()} "
         f"({want}) without loss; use .npy"
@@ -695,12 +700,19 @@ def _cast(dest: str, arr: np.ndarray, mode: str, fmt: str, notes: list[str]) -> 
 
 def _round_and_clip(dest: str, arr: np.ndarray, want: np.dtype, notes: list[str]) -> np.ndarray:
     # floor(x + 0.5) rounds ties up, as Pillow's reduce() and OpenCV's INTER_AREA do.
-    rounded = np.floor(arr + 0.5)
+    return _clip(dest, np.floor(arr + 0.5), want, notes)
+
+
+def _clip(dest: str, rounded: np.ndarray, want: np.dtype, notes: list[str],
+          high: int | None = None) -> np.ndarray:
+    """Clip whole numbers to the range of ``want`` (or 0..``high``), noting how many did not fit."""
     info = np.iinfo(want)
-    clipped = int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
+    low, high = info.min, info.max if high is None else high
+    clipped = int(np.count_nonzero((rounded < low) | (rounded > high)))
     if clipped:
-        notes.append(f"{dest}: {clipped} values outside {info.min}..{info.max} clipped")
-    return np.clip(rounded, info.min, info.max).astype(want)
+        notes.append(f"{dest}: {clipped} values outside {low}..{high} clipped")
+        rounded = np.clip(rounded, low, high)
+    return rounded.astype(want)
 
 
 def _pil_image(dest: str, arr: np.ndarray, mode: str, fmt: str) -> tuple[Image.Image, dict]:
@@ -832,3 +844,58 @@ def _write_error(dest: str, exc: OSError) -> PoolError:
     else:
         what = _one_line(exc.strerror or exc)
     return PoolError(f"{dest}: cannot write ({what})")
+
+
+def stored_dtype(fmt: str, like: Loaded, dtype: np.dtype) -> np.dtype:
+    """The dtype an array of ``dtype`` is stored as when written in ``fmt`` (images keep their mode)."""
+    if fmt in ("npy", "npz") or like.image_mode not in _MODE_DTYPE:
+        return np.dtype(dtype)
+    return _MODE_DTYPE[like.image_mode]
+
+
+def write_npy_stream(dest: str, shape: tuple[int, ...], dtype: np.dtype,
+                     chunks: Iterable[np.ndarray], *, overwrite: bool = False) -> None:
+    """Write a ``.npy`` from C-ordered consecutive chunks, atomically, never all in memory.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> write_npy_stream(path, (2, 3), np.dtype(np.int16), [np.zeros((1, 3), np.int16)] * 2)
+    >>> np.load(path).shape
+    (2, 3)
+    """
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+              "fortran_order": False, "shape": tuple(shape)}
+
+    def encode(f: BinaryIO) -> None:
+        np.lib.format.write_array_header_1_0(f, header)
+        for chunk in chunks:
+            f.write(np.ascontiguousarray(chunk, dtype=dtype).data)
+
+    _write_atomically(dest, "npy", encode, overwrite)
+
+
+def release_pages(view: np.ndarray) -> None:
+    """Tell the OS that the pages under a view of a memory-mapped input are no longer needed.
+
+    File pages stay in the page cache, but leave this process's resident set, so pooling a
+    file larger than memory band by band keeps the RSS bounded. Other arrays are ignored.
+    """
+    mapping = getattr(view, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    start = view.__array_interface__["data"][0] - np.frombuffer(mapping, np.uint8).ctypes.data
+    span = _span_bytes(view)
+    first = start - start % mmap.PAGESIZE
+    length = min(len(mapping) - first, span + (start - first))
+    length -= length % mmap.PAGESIZE if first + length < len(mapping) else 0
+    if length > 0:
+        mapping.madvise(mmap.MADV_DONTNEED, first, length)
+
+
+def _span_bytes(view: np.ndarray) -> int:
+    """Bytes from a view's first to its last element (it may be strided)."""
+    if view.size == 0:
+        return 0
+    return sum((n - 1) * abs(s) for n, s in zip(view.shape, view.strides)) + view.itemsize

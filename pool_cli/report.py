@@ -38,6 +38,7 @@ def _console(stream: TextIO):
 
 def results_table(results, stream: TextIO, elapsed_s: float) -> None:
     """The human report: one row per input (array), then a summary line for batches."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -46,11 +47,11 @@ def results_table(results, stream: TextIO, elapsed_s: float) -> None:
                           ("pool ms", "right"), ("save ms", "right")):
         table.add_column(name, justify=justify, overflow="fold")
     for r in results:
-        name = r.input if r.key is None else f"{r.input}[{r.key}]"
+        name = escape(r.input if r.key is None else f"{r.input}[{r.key}]")
         if not r.ok:
             table.add_row(name, "[red]failed[/]", r.mode, "", "", "", "", "", style="dim")
             continue
-        table.add_row(name, r.output, r.mode, f"{_shape(r.input_shape)} -> {_shape(r.output_shape)}",
+        table.add_row(name, escape(r.output), r.mode, f"{_shape(r.input_shape)} -> {_shape(r.output_shape)}",
                       r.input_dtype if r.input_dtype == r.output_dtype
                       else f"{r.input_dtype} -> {r.output_dtype}",
                       f"{r.load_ms:.1f}", f"{r.pool_ms:.1f}", f"{r.save_ms:.1f}")
@@ -71,13 +72,14 @@ def summary(results, elapsed_s: float) -> str:
 
 def info_table(rows: list[dict], stream: TextIO) -> None:
     """``poolcli info``: one row per array."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name in ("input", "format", "mode", "dtype", "shape", "layout", "range"):
         table.add_column(name, overflow="fold")
     for row in rows:
-        name = row["input"] if row["key"] is None else f"{row['input']}[{row['key']}]"
+        name = escape(row["input"] if row["key"] is None else f"{row['input']}[{row['key']}]")
         table.add_row(name, row["format"], row["image_mode"] or "-", row["dtype"],
                       _shape(row["shape"]), row["layout"] or "-", f"{_num(row['min'])} .. {_num(row['max'])}")
     _console(stream).print(table)

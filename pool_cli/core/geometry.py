@@ -166,6 +166,11 @@ class Axis:
 
     def counts(self, include_pad: bool = False) -> np.ndarray:
         """Cells each window covers inside the input (or inside the padded input)."""
+        return _counts(self, include_pad)
+
+
+@functools.lru_cache(maxsize=1024)
+def _counts(self: Axis, include_pad: bool) -> np.ndarray:
         s, d = self.stride, self.dilation
         taps = np.arange(self.out)[:, None] * s - self.pad_begin + np.arange(self.window) * d
         lo, hi = (-self.pad_begin, self.length + self.pad_end) if include_pad else (0, self.length)

@@ -14,27 +14,17 @@ from functools import reduce as fold
 import numpy as np
 
 from .geometry import Axis, adaptive_bounds
-from .kernels import along, choose_pass
+from .kernels import choose_pass
 
 
 @dataclass(frozen=True)
 class Band:
-    """One independent piece of a pooling: input index, output index, its own plan.
-
-    ``divisor_axis`` and ``divisor_range`` say how to cut the divisor of ``avg`` for it.
-    """
+    """One independent piece of a pooling: input index, output index, and its own plan
+    (whose padding says where the band meets the real padding, so its divisors are right)."""
 
     source: tuple
     target: tuple
     plan: "Plan"
-    divisor_axis: int | None = None
-    divisor_range: tuple[int, int] = (0, 0)
-
-    def divisor(self, counts: np.ndarray) -> np.ndarray:
-        """This band's part of a whole-output divisor."""
-        if self.divisor_axis is None or counts.ndim == 0 or counts.shape[self.divisor_axis] == 1:
-            return counts
-        return along(counts, self.divisor_axis, slice(*self.divisor_range))
 
 
 @dataclass(frozen=True)
@@ -139,11 +129,12 @@ class WindowPlan(Plan):
             tap = first * g.stride - g.pad_begin
             start = max(tap, 0)
             stop = min((last - 1) * g.stride - g.pad_begin + g.span, g.length)
-            local = Axis(stop - start, g.window, g.stride, g.dilation, start - tap, 0, last - first)
+            pad_end = g.pad_end if stop == g.length else 0
+            local = Axis(stop - start, g.window, g.stride, g.dilation, start - tap, pad_end,
+                         last - first)
             geometry = self.geometry[:i] + (local,) + self.geometry[i + 1:]
             plan = replace(self._with_shape(axis, stop - start), geometry=geometry)
-            yield Band(prefix + (slice(start, stop),), prefix + (slice(first, last),), plan,
-                       axis, (first, last))
+            yield Band(prefix + (slice(start, stop),), prefix + (slice(first, last),), plan)
 
 
 @dataclass(frozen=True)

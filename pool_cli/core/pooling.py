@@ -18,7 +18,7 @@ from .geometry import (
     resolve_layout, spatial_axes,
 )
 from .modes import MODES, Mode
-from .plans import AdaptivePlan, Band, GlobalPlan, WindowPlan
+from .plans import AdaptivePlan, GlobalPlan, WindowPlan
 
 REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "V": "structured",
                  "M": "datetime", "m": "timedelta"}
@@ -176,11 +176,8 @@ class PoolSpec:
             return run_bands(lambda part, band, target: band.plan.reduce(
                 part, combine, x.dtype, out=target), x, plan, out, threads)
         work = self._work_dtype(x.dtype, plan.cells)
-        counts = None
-        if self.mode.name == "avg":
-            counts = (plan.counts(self.count_include_pad), plan.counts(False))
         return run_bands(lambda part, band, target: self._sum_band(
-            part, band, target, work, counts, skip_nan), x, plan, out, threads)
+            part, band.plan, target, work, skip_nan), x, plan, out, threads)
 
     def _work_dtype(self, dtype: np.dtype, cells: int) -> np.dtype:
         """Sums of small integers in the narrowest type that cannot overflow (and round)."""
@@ -191,10 +188,10 @@ class PoolSpec:
                 return np.dtype(np.uint32)
         return self.mode.work_dtype(dtype)
 
-    def _sum_band(self, x: np.ndarray, band: Band, out: np.ndarray, work: np.dtype,
-                  counts, skip_nan: bool) -> None:
+    def _sum_band(self, x: np.ndarray, plan, out: np.ndarray, work: np.dtype,
+                  skip_nan: bool) -> None:
         """sum, avg or lp of one band into its slice of the output."""
-        plan, name = band.plan, self.mode.name
+        name = self.mode.name
         src = _abs_power(x, self.power, work) if name == "lp" else x
         if skip_nan:
             present = ~np.isnan(src)
@@ -202,9 +199,9 @@ class PoolSpec:
             n_present = plan.reduce(present, np.add, np.int64)
         total = plan.reduce(src, np.add, work)
         if name == "avg":
-            divisor = band.divisor(counts[0])
+            divisor = plan.counts(self.count_include_pad)
             if skip_nan:
-                divisor = n_present + (divisor - band.divisor(counts[1]))
+                divisor = n_present + (divisor - plan.counts(False))
             if out.dtype.kind in "iu":  # rounded: floor(sum / n + 1/2), exactly
                 np.floor_divide(total + divisor // 2, divisor, out=out, casting="unsafe")
             else:

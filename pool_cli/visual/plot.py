@@ -316,7 +316,7 @@ def scatter_plot(points, title: str | None = None, x_label: str = "pooling time 
 
 
 def points_from_rows(rows) -> list[tuple[str, float, float, str]]:
-    """Points for :func:`scatter_plot` from :func:`pool_cli.visual.analyze.analyze` rows.
+    """Points for :func:`scatter_plot` from :func:`pool_cli.visual.analysis.analyze` rows.
 
     The label is the geometry (``'2x2/2'``: window / stride), the group the mode.
 

@@ -70,8 +70,8 @@ def format_value(v) -> str:
 
     Examples
     --------
-    >>> [format_value(v) for v in (-0.1234, 0.4, 255.0, 1e-05, 123456.7, float("inf"))]
-    ['-0.12', '0.40', '255', '1e-05', '1.23e+05', 'inf']
+    >>> [format_value(v) for v in (-0.1234, 0.4, 255.0, 1e-05, 1019.99, 2.5e7, float("inf"))]
+    ['-0.12', '0.40', '255', '1e-05', '1020', '2.5e+07', 'inf']
     """
     v = float(v)
     if not math.isfinite(v):
@@ -81,6 +81,8 @@ def format_value(v) -> str:
     a = abs(v)
     if 0.01 <= a < 1000:
         return f"{v:.2f}"
+    if 1000 <= a < 1e6:
+        return f"{v:.0f}"
     return f"{v:.3g}"
 
 
@@ -426,7 +428,7 @@ def select_channels(channels, count: int) -> list[int]:
 
     Examples
     --------
-    >>> select_channels("0:16", 8), select_channels("1,-1", 8), select_channels(slice(None, None, 3), 8)
+    >>> select_channels("0:16", 8), select_channels("1,-1", 8), select_channels(slice(0, 8, 3), 8)
     ([0, 1, 2, 3, 4, 5, 6, 7], [1, 7], [0, 3, 6])
     """
     if channels is None:
@@ -538,8 +540,8 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
         Centre the colour scale on 0 (``-m..m``, ``m`` the largest magnitude). By default
         on for diverging maps when the data has both signs.
     reference : array_like, optional
-        Take the colour scales from this array (same shape) instead of ``array``: keeps
-        several grids comparable.
+        Take the colour scales from this array (same shape; the input, when ``array`` is an
+        upscaled pooled output) instead of ``array``: keeps several grids comparable.
     title : str, optional
         Heading.
     min_tile, max_tile : int
@@ -619,7 +621,7 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
         lines = [f"{_tile_name(letters, idx)}  {_range_label(data)}"]
         if after_tiles is not None:
             right = apply_colormap(_to_unit(after_tiles[idx], *scale), cmap)
-            sep = np.full((h, max(2, 4 // zoom), 3), BACKGROUND, np.uint8)
+            sep = np.full((h, max(1, round(4 / zoom)), 3), BACKGROUND, np.uint8)  # ~4 px
             rgb = np.concatenate([rgb, sep, right], axis=1)
             lines.append(f"pooled  {_range_label(after_tiles[idx])}")
         panels.append((lines, _resize(rgb, zoom, shrink)))
@@ -627,7 +629,7 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
     strip = None
     if colorbar_strip:
         strip = _grid_colorbar(cmap, normalize, symmetric, global_scale if normalize == "global"
-                               else None, ref, every)
+                               else None, ref, every, reference is not None)
     if after is not None:
         notes_on_sheet = ["each tile: input (left) | pooled, scaled back up with nearest "
                           "neighbour (right), on the input's colour scale"]
@@ -657,7 +659,7 @@ def _range_label(data) -> str:
     return f"[{format_value(lo)}, {format_value(hi)}]"
 
 
-def _grid_colorbar(cmap, normalize, symmetric, scale, ref, every) -> Image.Image:
+def _grid_colorbar(cmap, normalize, symmetric, scale, ref, every, shared) -> Image.Image:
     if normalize == "global":
         lo, hi = scale
         middle = "0" if lo < 0 < hi and math.isclose(-lo, hi) else None
@@ -667,11 +669,13 @@ def _grid_colorbar(cmap, normalize, symmetric, scale, ref, every) -> Image.Image
     if centred is None:
         centred = cmap.lower() in DIVERGING and any(
             (lambda r: r[0] < 0 < r[1])(_range_of(ref[idx])) for idx in every)
+    whose = "the input's scale for that map" if shared else "its own scale"
     if centred:
         return colorbar(cmap, "-max|tile|", "+max|tile|", "0",
-                        caption=f"{cmap}, each tile on its own scale, centred on 0")
+                        caption=f"{cmap}, each tile on {whose}, centred on 0")
     return colorbar(cmap, "tile min", "tile max",
-                    caption=f"{cmap}, each tile on its own scale (its range in brackets)")
+                    caption=f"{cmap}, each tile on {whose}"
+                    + ("" if shared else " (its range in brackets)"))
 
 
 # ----------------------------------------------------------------------------- compare
@@ -801,7 +805,7 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
             return grid
 
     panels = [(["input", f"{format_shape(a.shape)} {a.dtype}"],
-               render(a, in_range if kind == "image" else None))]
+               render(a, in_range if kind == "image" else "own"))]
     rows = []
     for mode, extra, spec, plan in jobs:
         call = {**geometry, **extra}
@@ -848,6 +852,6 @@ def _within(y, x) -> bool:
 
 
 def _format_ms(ms: float) -> str:
-    if ms < 1:
-        return f"{ms * 1000:.0f} µs" if ms < 0.1 else f"{ms:.2f} ms"
+    if ms < 1:  # ASCII only: the built-in font has no micro sign
+        return f"{ms:.3f} ms" if ms < 0.1 else f"{ms:.2f} ms"
     return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"

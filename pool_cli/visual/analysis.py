@@ -125,8 +125,12 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
     --------
     >>> flat = np.full((16, 16), 7, np.uint8)
     >>> rows = analyze(flat, modes=["max", "avg"], windows=[2, 4], repeat=1)
-    >>> [(r["mode"], r["label"], r["psnr_db"], r["ssim"]) for r in rows]
-    [('max', '2x2 s2', inf, 1.0), ('max', '4x4 s4', inf, 1.0), ('avg', '2x2 s2', inf, 1.0), ('avg', '4x4 s4', inf, 1.0)]
+    >>> for r in rows:
+    ...     print(r["mode"], r["label"], r["psnr_db"], r["ssim"], r["energy_kept"])
+    max 2x2 s2 inf 1.0 1.0
+    max 4x4 s4 inf 1.0 1.0
+    avg 2x2 s2 inf 1.0 1.0
+    avg 4x4 s4 inf 1.0 1.0
     """
     a = np.asarray(x)
     layout = resolve_layout(layout, a.ndim)
