@@ -62,11 +62,9 @@ Per-peer semantics (what is run, and what is not timed):
   slicing; ``getextrema`` for a global max.  Input images are built once, untimed; the timed call
   includes ``np.asarray`` of the result.
 
-API for the CLI: :func:`run_bench` -> rows, :func:`render_rows` -> a Rich table,
-:func:`rows_to_jsonl` (``--json``: JSON Lines, one object per workload and implementation, the
-same keys as the rows), and :data:`bench_command`, a Click command with ``--quick``,
-``--threads N``, ``--repeat N``, ``--workloads W1,W6b`` and ``--json``.
-``python -m pool_cli.bench`` runs it on its own.
+API: :func:`run_bench` -> rows (dicts with the keys of :data:`ROW_KEYS`) and
+:func:`rows_to_jsonl` for ``--json``; the table is ``pool_cli.report.bench_table`` and the
+command ``poolcli bench`` lives in ``pool_cli.cli``.
 """
 
 from __future__ import annotations
@@ -768,107 +766,3 @@ def rows_to_jsonl(rows: list[dict]) -> str:
     def clean(v):
         return round(v, 4) if isinstance(v, float) else v
     return "\n".join(json.dumps({k: clean(r.get(k)) for k in ROW_KEYS}) for r in rows)
-
-
-def render_rows(rows: list[dict], show_unsupported: bool = False, title: str | None = None):
-    """The bench table: one section per workload (its description in poolcli's note), one line
-    per implementation; rows of unsupported peers are left out unless ``show_unsupported``."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    threads = sorted({r["threads"] for r in rows if r["impl"] == "copy bound"}) or [1]
-    hidden = 0 if show_unsupported else sum(r["status"] == "unsupported" for r in rows)
-    caption = ("x copy, x read: median / the same run's copy-bound (np.copyto) or read-bound "
-               "(np.max) median; x pool: median / poolcli's; MB/s of input (10^6 B) at the median; "
-               f"threads: {', '.join(map(str, threads))}")
-    if hidden:
-        caption += f"; {hidden} unsupported peer/workload pairs not shown (see --json)"
-    table = Table(title=title or "poolcli bench", caption=caption, caption_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("id", style="bold", no_wrap=True)
-    table.add_column("impl", no_wrap=True)
-    for name in ("median ms", "min ms", "x copy", "x read", "x pool", "MB/s"):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("note", overflow="fold", ratio=1)
-    styles = {"poolcli": "bold cyan", "copy bound": "green", "read bound": "green"}
-
-    def num(v, fmt):
-        return "-" if v is None else format(v, fmt)
-
-    current = None
-    for r in rows:
-        if r["status"] == "unsupported" and not show_unsupported:
-            continue
-        first = r["workload"] != current
-        if first and current is not None:
-            table.add_section()
-        current = r["workload"]
-        note = Text()
-        if first:
-            note.append(r["description"], style="italic")
-        status = r["status"] if r["status"] != "ok" else ""
-        for part in (status, r.get("variant") or "", r["note"] or ""):
-            if part:
-                if note:
-                    note.append("; ")
-                note.append(part, style={"mismatch": "bold red", "error": "bold red",
-                                         "unsupported": "dim"}.get(part, ""))
-        table.add_row(r["workload"] if first else "",
-                      Text(r["impl"], style=styles.get(r["impl"], "")),
-                      num(r["time_ms_median"], ".2f"), num(r["time_ms_min"], ".2f"),
-                      num(r["ratio_copy"], ".2f"), num(r["ratio_read"], ".2f"),
-                      num(r["ratio_to_poolcli"], ".2f"), num(r["mb_per_s"], ".0f"), note)
-    return table
-
-
-# --------------------------------------------------------------------------------------------
-# The Click command (the lead wires it into the CLI group)
-# --------------------------------------------------------------------------------------------
-
-def _make_command():
-    import click
-
-    @click.command("bench")
-    @click.option("--quick", is_flag=True, help="Smaller shapes and 3 runs (well under 20 s).")
-    @click.option("--threads", type=click.IntRange(min=1), default=None,
-                  help="Threads for poolcli, the bounds, PyTorch and OpenCV (default 1).")
-    @click.option("--repeat", type=click.IntRange(min=1), default=None,
-                  help="Timed runs per implementation (default 7, with --quick 3).")
-    @click.option("--workloads", default=None, metavar="IDS",
-                  help="Comma list of workload ids (W1,...,W8; W5 and W7 select their groups).")
-    @click.option("--json", "json_output", is_flag=True,
-                  help="JSON Lines on standard output: one object per workload and implementation.")
-    def bench(quick, threads, repeat, workloads, json_output):
-        """Time poolcli against the memory bound (copy, read) and installed peer libraries."""
-        from rich.console import Console
-        from rich.progress import Progress
-
-        try:
-            chosen = select_workloads(workloads)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--workloads") from None
-        err = Console(stderr=True)
-        started = time.perf_counter()
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task("bench", total=len(chosen))
-
-            def progress(step, total, label):
-                bar.update(task, completed=step, description=f"bench {label}")
-
-            rows = run_bench(quick=quick, threads=threads, repeat=repeat, workloads=chosen,
-                             progress=progress)
-        if json_output:
-            click.echo(rows_to_jsonl(rows))
-        else:
-            took = time.perf_counter() - started
-            title = f"poolcli bench ({'quick' if quick else 'full'}, {took:.1f} s)"
-            Console().print(render_rows(rows, title=title))
-
-    return bench
-
-
-bench_command = _make_command()
-
-if __name__ == "__main__":  # pragma: no cover
-    bench_command()

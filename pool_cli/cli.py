@@ -103,12 +103,18 @@ REPLACED_BY_GLOBAL = ("window", "stride", "padding", "dilation", "ceil_mode")
 
 
 def _spec(mode: str, geometry: dict, quiet: bool = False):
-    """Every rule that holds whatever the input is checked here: a mistake is a usage error.
+    """Every rule that holds whatever the input is checked here: a mistake is a usage error."""
+    _drop_replaced(geometry, quiet)
+    try:
+        return make_spec(mode, **geometry)
+    except PoolError as error:
+        raise click.UsageError(str(error)) from None
 
-    ``--global`` and ``--output-size`` replace the window geometry: options of it given too
-    (a harness may always pass them) are dropped with a warning rather than refused.
-    """
-    if geometry["global_pool"] or geometry["output_size"] is not None:
+
+def _drop_replaced(geometry: dict, quiet: bool) -> None:
+    """``--global`` and ``--output-size`` replace the window geometry: options of it given too
+    (a harness may always pass them) are dropped with a warning rather than refused."""
+    if geometry.get("global_pool") or geometry.get("output_size") is not None:
         given = [name for name in REPLACED_BY_GLOBAL if geometry.pop(name)]
         if given and not quiet:
             from .report import warning_line
@@ -116,10 +122,32 @@ def _spec(mode: str, geometry: dict, quiet: bool = False):
             what = "--global" if geometry["global_pool"] else "--output-size"
             warning_line(f"{what} replaces " + ", ".join(
                 "--" + name.replace("_", "-") for name in given) + ": ignored")
-    try:
-        return make_spec(mode, **geometry)
-    except PoolError as error:
-        raise click.UsageError(str(error)) from None
+
+
+def _modes_options(modes: str, geometry: dict, quiet: bool) -> tuple[list[str], dict]:
+    """``--modes max,avg,lp`` and the geometry for all of them, checked for each mode.
+
+    ``--power`` goes to lp and ``--count-include-pad`` to avg; either without its mode listed
+    is a usage error.
+    """
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    _drop_replaced(geometry, quiet)
+    options = {k: v for k, v in geometry.items() if v not in (None, False)}
+    for option in ("power", "count_include_pad"):
+        owner = next(m.name for m in MODES.values() if option in m.options)
+        if option in options and owner not in names:
+            raise click.UsageError(f"--{option.replace('_', '-')} is an option of {owner}, "
+                                   f"which --modes does not include")
+    for name in names:
+        _spec(name, _options_for(name, options))
+    return names, options
+
+
+def _options_for(mode: str, options: dict) -> dict:
+    """The options that ``mode`` takes: the shared ones, and its own mode-specific ones."""
+    specific = {o for m in MODES.values() for o in m.options}
+    own = MODES[mode].options if mode in MODES else ()
+    return {k: v for k, v in options.items() if k not in specific or k in own}
 
 
 def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_quality,
@@ -205,6 +233,164 @@ def info(inputs, recursive, as_json):
     else:
         report.info_table(rows, sys.stdout)
     sys.exit(1 if failed else 0)
+
+
+@cli.command()
+@click.option("--quick", is_flag=True, help="Smaller inputs and 3 runs (about 10 s).")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="Threads for poolcli, the bounds, PyTorch and OpenCV.  [default: every core]")
+@click.option("--repeat", type=click.IntRange(min=1), metavar="N",
+              help="Timed runs per implementation.  [default: 7, with --quick 3]")
+@click.option("--workloads", metavar="IDS", help="Comma list of workload ids: W1,...,W8 (W5, W7: groups).")
+@_apply(_REPORT_OPTIONS[:1])
+def bench(quick, threads, repeat, workloads, as_json):
+    """Time poolcli against the memory bound (copy, read) and every installed peer library.
+
+    Each result is checked equal to poolcli's before it is timed. Peers (PyTorch, OpenCV,
+    scikit-image, SciPy, Pillow) are optional: pip install "poolcli[bench]" for the light ones.
+    """
+    from . import bench as benchmarks, report
+    from .core.execute import default_threads
+
+    try:
+        chosen = benchmarks.select_workloads(workloads)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--workloads") from None
+    threads = threads or default_threads()
+    start = time.perf_counter()
+    with report.progress(len(chosen) + 1, enabled=True) as advance:
+        rows = benchmarks.run_bench(quick=quick, threads=threads, repeat=repeat, workloads=chosen,
+                                    progress=lambda step, total, label: advance())
+    if as_json:
+        click.echo(benchmarks.rows_to_jsonl(rows))
+    else:
+        took = time.perf_counter() - start
+        report.bench_table(rows, sys.stdout, title=f"poolcli bench ({'quick' if quick else 'full'}, "
+                                                   f"{threads} threads, {took:.0f} s)")
+
+
+_PICTURE_OPTIONS = [
+    click.option("-o", "--output", metavar="PNG", help="The picture.  [default: beside the input]"),
+    click.option("--overwrite", is_flag=True, help="Replace an existing picture."),
+]
+
+
+def _run_picture(job):
+    """Run one picture job; its PoolError is the input's failure (exit 1)."""
+    from . import report
+
+    try:
+        return job()
+    except PoolError as error:
+        report.error_line(str(error))
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("source", metavar="INPUT")
+@click.option("--modes", default="max,avg,min,lp", show_default=True, help="Modes, one panel each.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Pooling runs per panel; the label shows the median time.")
+@_apply(_geometry_options() + _PICTURE_OPTIONS + _REPORT_OPTIONS)
+def compare(source, modes, repeat, output, overwrite, as_json, quiet, **geometry):
+    """Contact sheet: INPUT, then one panel per mode, scaled back up to the input's size.
+
+    Pooled blocks show at the input's scale (nearest neighbour); each panel is labelled with
+    mode, window/stride/padding, output shape and pooling time. Feature maps (.npy) are drawn
+    as grids of colour-mapped channels.
+    """
+    from . import engine, report
+
+    names, options = _modes_options(modes, geometry, quiet)
+    layout = options.pop("layout", None)
+    dest, rows, notes = _run_picture(lambda: engine.compare(
+        source, names, layout, options, output, overwrite, repeat))
+    _picture_report(dest, notes, quiet)
+    if as_json:
+        report.json_lines(({"input": source, "output": dest, **row} for row in rows), sys.stdout)
+    elif not quiet:
+        report.compare_table(rows, sys.stdout)
+
+
+@cli.command()
+@click.argument("source", metavar="ARRAY")
+@click.option("--channels", metavar="SEL", help="Channels to show: 0:16, 3 or 0,2,5.  [default: all, paged]")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Which page of 64 tiles, when there are more.")
+@click.option("--normalize", type=click.Choice(["channel", "global"]), default="channel",
+              show_default=True, help="Colour scale per channel or one for all.")
+@click.option("--cmap", type=click.Choice(["viridis", "gray", "coolwarm", "viridis_r", "gray_r",
+                                           "coolwarm_r"]), default="viridis", show_default=True)
+@click.option("--before-after", is_flag=True, help="Each channel before and after pooling, side by side.")
+@click.option("--mode", type=click.Choice(list(MODES)), default="max", show_default=True,
+              help="The pooling of --before-after.")
+@_apply(_geometry_options() + _PICTURE_OPTIONS + [_REPORT_OPTIONS[1]])
+def show(source, channels, page, normalize, cmap, before_after, mode, output, overwrite, quiet,
+         **geometry):
+    """Render a feature map as a grid of channels through a colour map, each with its range."""
+    from . import engine
+
+    layout = geometry.pop("layout")
+    given = {k: v for k, v in geometry.items() if v not in (None, False)}
+    if given and not before_after:
+        raise click.UsageError("pooling options need --before-after")
+    spec = _spec(mode, _options_for(mode, given), quiet) if before_after else None
+    dest, notes = _run_picture(lambda: engine.show(
+        source, layout, output, overwrite, channels=channels, normalize=normalize, cmap=cmap,
+        page=page - 1, before_after=spec))
+    _picture_report(dest, notes, quiet)
+
+
+@cli.command()
+@click.argument("source", metavar="INPUT")
+@click.option("--modes", default="max,avg,min,lp", show_default=True, help="Modes to measure.")
+@click.option("--windows", default="2,3,4", show_default=True, help="Window sizes, one geometry each.")
+@click.option("--strides", help="Strides, one per window.  [default: the windows]")
+@click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Timed runs per row (median, min and max reported).")
+@click.option("--plot", metavar="PNG", help="Also draw pooling time against PSNR.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing plot.")
+@click.option("-p", "--padding", metavar="P", help="Padding for every geometry.  [default: valid]")
+@click.option("--layout", metavar="AXES", help="Array axis letters.  [default: by ndim]")
+@click.option("--power", type=float, metavar="P", help="lp: the p of the norm.  [default: 2]")
+@_apply(_REPORT_OPTIONS)
+def analyze(source, modes, windows, strides, repeat, plot, overwrite, padding, layout, power,
+            as_json, quiet):
+    """The speed/accuracy trade-off of pooling, measured on INPUT.
+
+    For each mode and window: time (median of --repeat runs), throughput, output shape and
+    reduction, and fidelity of the output scaled back up to the input's size: PSNR, SSIM and
+    the share of the signal's variance kept. * marks the best trade-offs.
+    """
+    from . import engine, report
+
+    names, options = _modes_options(modes, {"padding": padding, "power": power}, quiet)
+    try:
+        sizes = [int(w) for w in windows.split(",")]
+        steps = None if strides is None else [int(s) for s in strides.split(",")]
+    except ValueError:
+        raise click.UsageError("--windows and --strides take whole numbers like 2,3,4") from None
+    if steps is not None and len(steps) != len(sizes):
+        raise click.UsageError("--strides needs one value per window")
+    rows = _run_picture(lambda: engine.analyze(source, layout, names, sizes, steps, repeat,
+                                               options, plot, overwrite))
+    for line in rows.skipped + ([] if quiet else rows.notes):
+        report.warning_line(line)
+    if as_json:
+        report.json_lines(({"input": source, **row} for row in rows), sys.stdout)
+    elif not quiet:
+        report.analysis_table(rows, sys.stdout)
+        print(f"fidelity: the output scaled back up ({rows.upscaling}) against the input; "
+              f"PSNR and SSIM with data range {rows.data_range:g}" + (f"; plot: {plot}" if plot else ""))
+
+
+def _picture_report(dest: str, notes: list[str], quiet: bool) -> None:
+    from . import report
+
+    if not quiet:
+        for note in notes:
+            report.warning_line(note)
+        print(f"wrote {dest}", file=sys.stderr)
 
 
 def main() -> None:

@@ -304,3 +304,69 @@ def describe_file(path: str) -> list[dict]:
                      "shape": list(array.shape), "layout": layout, "min": low, "max": high,
                      "bytes": loaded.nbytes, "warnings": loaded.warnings})
     return rows
+
+
+def load_array(path: str, layout: str | None) -> tuple[np.ndarray, str | None, str]:
+    """One array to look at: an image or a .npy (an .npz with one array); its layout and stem."""
+    loaded = io.read_input(path)
+    if len(loaded.arrays) != 1:
+        raise PoolError(f"{path}: holds {len(loaded.arrays)} arrays; give one image or .npy")
+    array = next(iter(loaded.arrays.values()))
+    check_dtype(array.dtype)
+    stem = "stdin" if path == "-" else Path(path).stem
+    return np.asarray(array), layout or loaded.layout, stem
+
+
+def picture_path(path: str, output: str | None, stem: str, what: str) -> str:
+    """``-o``, or ``{stem}_{what}.png`` beside the input."""
+    if output:
+        return output
+    folder = "" if path == "-" else os.path.dirname(path)
+    return os.path.join(folder, f"{stem}_{what}.png")
+
+
+def compare(path: str, modes: list[str], layout: str | None, options: dict, output: str | None,
+            overwrite: bool, repeat: int) -> tuple[str, list[dict], list[str]]:
+    """``poolcli compare``: the contact sheet of one input, written; returns path, rows, notes."""
+    from .visual import compare_sheet
+
+    x, layout, stem = load_array(path, layout)
+    dest = picture_path(path, output, stem, "compare")
+    sheet = compare_sheet(x, modes, layout, title=os.path.basename(path), repeat=repeat, **options)
+    io.save_picture(dest, sheet.image, overwrite=overwrite)
+    return dest, sheet.rows, sheet.notes
+
+
+def show(path: str, layout: str | None, output: str | None, overwrite: bool, *, channels,
+         normalize: str, cmap: str, page: int, before_after: PoolSpec | None) -> tuple[str, list[str]]:
+    """``poolcli show``: a feature map as a grid of tiles (with its pooled version beside)."""
+    from .visual import feature_grid
+
+    x, layout, stem = load_array(path, layout)
+    pair = None
+    if before_after is not None:
+        spec = dataclasses.replace(before_after, layout=layout) if layout else before_after
+        plan = spec.plan(x.shape)
+        pair = (spec.run(x, plan), plan)
+    try:
+        image, notes = feature_grid(x, layout, channels=channels, normalize=normalize, cmap=cmap,
+                                    before_after=pair, page=page, title=os.path.basename(path))
+    except ValueError as error:  # channels, page or layout that do not fit this array
+        raise PoolError(f"{path}: {error}") from None
+    dest = picture_path(path, output, stem, "grid")
+    io.save_picture(dest, image, overwrite=overwrite)
+    return dest, notes
+
+
+def analyze(path: str, layout: str | None, modes, windows, strides, repeat: int,
+            options: dict, plot: str | None, overwrite: bool):
+    """``poolcli analyze``: time and fidelity per mode and geometry (and the plot, if asked)."""
+    from .visual import analyze as measure, points_from_rows, scatter_plot
+
+    x, layout, stem = load_array(path, layout)
+    rows = measure(x, layout, modes=modes, windows=windows, strides=strides, repeat=repeat,
+                   **options)
+    if plot:
+        title = f"{os.path.basename(path)}: time against PSNR"
+        io.save_picture(plot, scatter_plot(points_from_rows(rows), title=title), overwrite=overwrite)
+    return rows

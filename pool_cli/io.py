@@ -899,3 +899,9 @@ def _span_bytes(view: np.ndarray) -> int:
     if view.size == 0:
         return 0
     return sum((n - 1) * abs(s) for n, s in zip(view.shape, view.strides)) + view.itemsize
+
+
+def save_picture(dest: str, image, *, overwrite: bool = False) -> None:
+    """Write a Pillow image as PNG, atomically (sheets, grids and plots)."""
+    _write_atomically(dest, "png", lambda f: image.save(f, format="PNG", compress_level=6),
+                      overwrite)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from typing import Callable, Iterator, TextIO
 
@@ -21,10 +22,21 @@ def warning_line(message: str, stream: TextIO | None = None) -> None:
 
 
 def json_lines(objects, stream: TextIO) -> None:
-    """One compact JSON object per line."""
+    """One compact JSON object per line; infinite or NaN numbers become null."""
     for obj in objects:
-        stream.write(json.dumps(obj, separators=(", ", ": "), default=_jsonable) + "\n")
+        stream.write(json.dumps(_finite(obj), separators=(", ", ": "), default=_jsonable,
+                                allow_nan=False) + "\n")
     stream.flush()
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _console(stream: TextIO):
@@ -85,6 +97,106 @@ def info_table(rows: list[dict], stream: TextIO) -> None:
     _console(stream).print(table)
 
 
+def compare_table(rows: list[dict], stream: TextIO) -> None:
+    """``poolcli compare``: one row per panel."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in ("mode", "window", "stride", "padding", "output shape", "pool ms"):
+        table.add_column(name, justify="right" if name == "pool ms" else "left")
+    for row in rows:
+        table.add_row(row["mode"], _sizes(row.get("window")), _sizes(row.get("stride")),
+                      _sizes(row.get("padding")), _shape(row["output_shape"]), f"{row['time_ms']:.2f}")
+    _console(stream).print(table)
+
+
+def analysis_table(rows: list[dict], stream: TextIO) -> None:
+    """``poolcli analyze``: time and fidelity per mode and geometry; * marks the best trade-offs."""
+    from rich.table import Table
+
+    best = pareto_front(rows)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in ("", "mode", "geometry", "output", "reduction", "ms (min-max)", "MB/s",
+                 "PSNR dB", "SSIM", "kept"):
+        table.add_column(name, justify="left" if name in ("mode", "geometry", "output") else "right")
+    for i, row in enumerate(rows):
+        table.add_row("*" if i in best else "", row["mode"], row["label"], _shape(row["output_shape"]),
+                      f"{row['reduction']:.1f}x",
+                      f"{row['time_ms_median']:.2f} ({row['time_ms_min']:.2f}-{row['time_ms_max']:.2f})",
+                      f"{row['mb_per_s']:.0f}", _db(row["psnr_db"]), f"{row['ssim']:.4f}",
+                      f"{row['energy_kept']:.3f}")
+    console = _console(stream)
+    console.print(table)
+    console.print("* best trade-off: no other row is both faster and closer to the input (PSNR)")
+
+
+def pareto_front(rows: list[dict]) -> set[int]:
+    """Rows that no other row beats on both time and PSNR.
+
+    >>> sorted(pareto_front([{"time_ms_median": 1, "psnr_db": 20}, {"time_ms_median": 2, "psnr_db": 10},
+    ...                      {"time_ms_median": 3, "psnr_db": 30}]))
+    [0, 2]
+    """
+    def beats(a, b):
+        return (a["time_ms_median"] <= b["time_ms_median"] and a["psnr_db"] >= b["psnr_db"]
+                and (a["time_ms_median"] < b["time_ms_median"] or a["psnr_db"] > b["psnr_db"]))
+
+    return {i for i, row in enumerate(rows) if not any(beats(other, row) for other in rows)}
+
+
+def bench_table(rows: list[dict], stream: TextIO, show_unsupported: bool = False,
+                title: str | None = None) -> None:
+    """The bench table: one section per workload (its description in poolcli's note), one line
+    per implementation; rows of unsupported peers are left out unless ``show_unsupported``."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    threads = sorted({r["threads"] for r in rows if r["impl"] == "copy bound"}) or [1]
+    hidden = 0 if show_unsupported else sum(r["status"] == "unsupported" for r in rows)
+    caption = ("x copy, x read: median / the same run's copy-bound (np.copyto) or read-bound "
+               "(np.max) median; x pool: median / poolcli's; MB/s of input (10^6 B) at the median; "
+               f"threads: {', '.join(map(str, threads))}")
+    if hidden:
+        caption += f"; {hidden} unsupported peer/workload pairs not shown (see --json)"
+    table = Table(title=title or "poolcli bench", caption=caption, caption_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", style="bold", no_wrap=True)
+    table.add_column("impl", no_wrap=True)
+    for name in ("median ms", "min ms", "x copy", "x read", "x pool", "MB/s"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("note", overflow="fold", ratio=1)
+    styles = {"poolcli": "bold cyan", "copy bound": "green", "read bound": "green"}
+
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    current = None
+    for r in rows:
+        if r["status"] == "unsupported" and not show_unsupported:
+            continue
+        first = r["workload"] != current
+        if first and current is not None:
+            table.add_section()
+        current = r["workload"]
+        note = Text()
+        if first:
+            note.append(r["description"], style="italic")
+        status = r["status"] if r["status"] != "ok" else ""
+        for part in (status, r.get("variant") or "", r["note"] or ""):
+            if part:
+                if note:
+                    note.append("; ")
+                note.append(part, style={"mismatch": "bold red", "error": "bold red",
+                                         "unsupported": "dim"}.get(part, ""))
+        table.add_row(r["workload"] if first else "",
+                      Text(r["impl"], style=styles.get(r["impl"], "")),
+                      num(r["time_ms_median"], ".2f"), num(r["time_ms_min"], ".2f"),
+                      num(r["ratio_copy"], ".2f"), num(r["ratio_read"], ".2f"),
+                      num(r["ratio_to_poolcli"], ".2f"), num(r["mb_per_s"], ".0f"), note)
+    _console(stream).print(table)
+
+
 @contextlib.contextmanager
 def progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
     """A Rich progress bar on standard error; yields the function that advances it."""
@@ -100,6 +212,16 @@ def progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
 
 def _shape(shape) -> str:
     return "x".join(str(n) for n in shape) if shape else "?"
+
+
+def _sizes(values) -> str:
+    if values is None:
+        return "-"
+    return ",".join(":".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in values)
+
+
+def _db(value: float) -> str:
+    return "inf" if value == float("inf") else f"{value:.2f}"
 
 
 def _num(value) -> str:

@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from rich.console import Console
 
 from pool_cli import bench, pool
+from pool_cli.cli import cli
+from pool_cli.report import bench_table
 from pool_cli.bench import (
-    ROW_KEYS, TINY, Peer, Unsupported, Variant, Workload, render_rows, round_half_up_uint8,
+    ROW_KEYS, TINY, Peer, Unsupported, Variant, Workload, round_half_up_uint8,
     rows_to_jsonl, run_bench, select_workloads,
 )
 
@@ -206,17 +207,17 @@ def test_click_command(monkeypatch):
     real = bench.run_bench
     monkeypatch.setattr(bench, "run_bench", lambda **kw: real(shapes=TINY, peers=[], **kw))
     runner = CliRunner()
-    result = runner.invoke(bench.bench_command, ["--workloads", "W7", "--repeat", "1", "--json"])
+    result = runner.invoke(cli, ["bench", "--workloads", "W7", "--repeat", "1", "--json"])
     assert result.exit_code == 0, result.output
     objs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o["workload"] for o in objs] == ["W7-avg"] * 3 + ["W7-max"] * 3
-    result = runner.invoke(bench.bench_command, ["--workloads", "W1", "--repeat", "1", "--quick"])
+    result = runner.invoke(cli, ["bench", "--workloads", "W1", "--repeat", "1", "--quick"])
     assert result.exit_code == 0 and "poolcli bench (quick" in result.stdout
-    result = runner.invoke(bench.bench_command, ["--workloads", "W0"])
+    result = runner.invoke(cli, ["bench", "--workloads", "W0"])
     assert result.exit_code == 2 and "unknown workload" in result.output
 
 
 def render(rows, **kwargs) -> str:
-    console = Console(file=io.StringIO(), width=200)
-    console.print(render_rows(rows, **kwargs))
-    return console.file.getvalue()
+    stream = io.StringIO()
+    bench_table(rows, stream, **kwargs)
+    return stream.getvalue()
