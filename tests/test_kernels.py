@@ -11,13 +11,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pool_cli import PoolError, pool
-from pool_cli.core import execute, kernels
+from pool_cli.core import execute, kernels, scratch
 from pool_cli.core.geometry import make_axis
 from reference import ref_pool
 
-PASSES = {"direct": kernels.direct_pass, "van_herk": kernels.van_herk_pass,
-          "running_sum": kernels.running_sum_pass, "pixel": kernels.pixel_pass}
-COMBINE = {"max": np.maximum, "min": np.minimum, "sum": np.add}
+PASSES = {"direct": kernels.direct_pass, "flat": kernels.flat_pass}
+COMBINE = {"max": np.maximum, "min": np.minimum, "sum": np.add, "fmax": np.fmax}
 
 
 @st.composite
@@ -43,24 +42,33 @@ def one_axis_reference(x, g, mode, ceil_mode):
                     layout="NCHW")
 
 
-PASS_MODES = [("direct", m) for m in COMBINE] + [("pixel", m) for m in COMBINE] + [
-    ("van_herk", "max"), ("van_herk", "min"), ("running_sum", "sum")]
+PASS_MODES = [(name, mode) for name in PASSES for mode in COMBINE]
 
 
 @pytest.mark.parametrize("name,mode", PASS_MODES)
-@settings(max_examples=40)
-@given(case=axis_cases(dilated=False), cells=st.integers(1, 4), data=st.data())
+@settings(max_examples=60)
+@given(case=axis_cases(), cells=st.integers(1, 4), data=st.data())
 def test_each_pass_matches_reference(name, mode, case, cells, data):
     g, ceil_mode = case
     dtype = data.draw(st.sampled_from([np.int16, np.float32, np.float64]))
+    if mode == "fmax":
+        dtype = np.float64
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     x = rng.integers(-50, 50, size=(2, g.length, cells)).astype(dtype)
+    if mode == "fmax":  # NaN is skipped; a window of NaN and padding only stays NaN
+        x[rng.random(x.shape) < 0.3] = np.nan
     work = np.dtype(np.int64) if mode == "sum" and dtype == np.int16 else np.dtype(dtype)
-    got = PASSES[name](x, 1, g, COMBINE[mode], work)
-    want = one_axis_reference(x, g, mode, ceil_mode).reshape(got.shape)
+    with scratch.band():
+        got = PASSES[name](x, 1, g, COMBINE[mode], work).copy()
+    if mode == "fmax":
+        want = ref_pool(x.reshape(2, 1, g.length, -1), "max", (g.window, 1), (g.stride, 1),
+                        ((g.pad_begin, g.pad_end), (0, 0)), (g.dilation, 1), ceil_mode=ceil_mode,
+                        layout="NCHW", ignore_nan=True).reshape(got.shape)
+    else:
+        want = one_axis_reference(x, g, mode, ceil_mode).reshape(got.shape)
     np.testing.assert_allclose(got, want, rtol=1e-6)
     if mode != "sum":
-        assert np.array_equal(got, want)
+        assert np.array_equal(got, want, equal_nan=True)
 
 
 @settings(max_examples=60)
@@ -72,12 +80,27 @@ def test_direct_pass_with_dilation_matches_reference(case, data):
     assert np.array_equal(got, one_axis_reference(x, g, "max", ceil_mode).reshape(got.shape))
 
 
-def test_van_herk_lets_padding_never_win_for_integers():
+def test_flat_pass_lets_padding_never_win_for_integers_and_bool():
     x = np.full((1, 9), np.iinfo(np.int8).min, np.int8)
     g = make_axis(9, 7, 1, 1, (6, 6), False)
-    assert (kernels.van_herk_pass(x, 1, g, np.maximum, x.dtype) == -128).all()
+    assert (kernels.flat_pass(x, 1, g, np.maximum, x.dtype) == -128).all()
     y = np.full((1, 9), True)
-    assert kernels.van_herk_pass(y, 1, g, np.minimum, y.dtype).all()
+    assert kernels.flat_pass(y, 1, g, np.minimum, y.dtype).all()
+    z = np.full((1, 9), np.iinfo(np.uint16).max, np.uint16)
+    assert (kernels.flat_pass(z, 1, g, np.minimum, z.dtype) == 65535).all()
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 4, 5, 7, 8, 13, 16, 31])
+@pytest.mark.parametrize("combine", [np.maximum, np.minimum, np.add])
+def test_sliding_doubling_equals_every_tap(window, combine):
+    flat = np.random.default_rng(window).integers(-99, 99, size=200)
+    for step in (1, 3):
+        positions = flat.size - (window - 1) * step
+        out = np.empty(positions, flat.dtype)
+        with scratch.band():
+            kernels.sliding(flat, positions, window, step, combine, out)
+        want = combine.reduce([flat[j * step:j * step + positions] for j in range(window)])
+        assert np.array_equal(out, want)
 
 
 def test_choose_pass_picks_each_kernel():
@@ -85,10 +108,11 @@ def test_choose_pass_picks_each_kernel():
     small = make_axis(64, 2, 2, 1, (0, 0), False)
     rows = np.zeros((4, 64, 64), np.float32)
     pixels = np.zeros((64, 64, 3), np.uint8)
-    assert kernels.choose_pass(rows, 1, wide, np.maximum) is kernels.van_herk_pass
-    assert kernels.choose_pass(rows, 1, wide, np.add) is kernels.running_sum_pass
-    assert kernels.choose_pass(rows, 1, small, np.maximum) is kernels.direct_pass
-    assert kernels.choose_pass(pixels, 1, small, np.maximum) is kernels.pixel_pass
+    assert kernels.choose_pass(rows, 1, wide, np.maximum) is kernels.flat_pass
+    assert kernels.choose_pass(rows, 2, small, np.maximum) is kernels.flat_pass  # short rows
+    assert kernels.choose_pass(np.zeros((64, 64, 64)), 1, small, np.add) is kernels.direct_pass
+    assert kernels.choose_pass(pixels, 1, small, np.maximum) is kernels.flat_pass
+    assert kernels.choose_pass(pixels, 0, small, np.maximum) is kernels.direct_pass
 
 
 GEOMETRIES = [

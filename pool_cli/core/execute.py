@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import scratch
+
 # Input bytes per band: a band's intermediates stay in cache, and there are enough bands to
 # share between threads. Chosen by measurement (benchmarks/README.md).
 BAND_BYTES = 1024 * 1024
@@ -30,7 +32,7 @@ def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | No
     """Call ``pool_band(x_part, band, out_part)`` for every band of ``plan``, in parallel."""
     def one(band):
         # NaN and inf are values here, not errors (errstate is per thread)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"), scratch.band():
             pool_band(x[band.source], band, out[band.target])
 
     bands = plan.split(band_bytes or BAND_BYTES, x.itemsize)

@@ -1,26 +1,33 @@
 """One-axis pooling passes. Each pools ``x`` along one axis into a new (or given) array.
 
-* :func:`direct_pass` combines, for each window offset, one strided slice: the general case,
-  and the fastest for small windows.
-* :func:`van_herk_pass` (van Herk / Gil-Werman) gives max and min of wide windows in a cost
-  independent of the window: prefix and suffix extremes within blocks of the window's size.
-* :func:`running_sum_pass` gives sums of wide windows as differences of a prefix sum kept in
-  a wide accumulator (float64 or int64), so float32 does not drift.
-* :func:`pixel_pass` handles an axis followed by a few contiguous cells (the W of HWC):
-  whole rows are combined with shifted views (long, vectorised loops), then every stride-th
-  pixel is picked in one copy of fixed-size records.
+* :func:`direct_pass` combines, for each window offset, one strided slice of the input: no
+  copy, no padding buffer; the fastest for small windows along axes with long rows behind
+  them (the H of CHW).
+* :func:`flat_pass` works on the band as one flat array (padded once where needed): wide
+  windows by doubling (:func:`sliding`, about log2(k) passes, so a 13x13 window costs little
+  more than a 5x5), and axes followed by short rows or pixels (the W of CHW or HWC), where
+  NumPy's per-row loop overhead would dominate; stride-th positions are then picked, a pixel
+  as one record.
+
+Measured on this project's 2-core machine (benchmarks/kernels.py), doubling beat van Herk /
+Gil-Werman and prefix-sum differences at every window from 7 to 255, so those are not used.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from . import scratch
 from .geometry import Axis
 
-# Chosen by measurement (benchmarks/tune_kernels.py): below these windows direct passes win.
-VAN_HERK_MIN_WINDOW = 7
-RUNNING_SUM_MIN_WINDOW = 7
-# A pixel of at most this many cells (e.g. RGB) is too short for NumPy's inner loops.
+# Chosen by measurement (benchmarks/kernels.py): along an axis followed by fewer cells than
+# this (the W of CHW, the W of HWC) NumPy's per-row loops cost more than flat passes; along
+# other axes direct passes win below this window.
+SHORT_ROW_CELLS = 64
+FLAT_MIN_WINDOW = 7
+# A pixel of at most this many cells (e.g. RGB) is picked as one record.
 PIXEL_PASS_MAX_CELLS = 16
 
 
@@ -30,21 +37,15 @@ def along(a: np.ndarray, axis: int, index) -> np.ndarray:
 
 
 def _empty(x: np.ndarray, axis: int, n: int, dtype, out: np.ndarray | None) -> np.ndarray:
-    return np.empty(x.shape[:axis] + (n,) + x.shape[axis + 1:], dtype) if out is None else out
+    return scratch.empty(x.shape[:axis] + (n,) + x.shape[axis + 1:], dtype) if out is None else out
 
 
 def choose_pass(x: np.ndarray, axis: int, g: Axis, combine: np.ufunc):
-    """The fastest exact pass for this axis, geometry and reduction."""
-    trailing = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
-    # Every pixel between two outputs must see an input cell: true without dilation.
-    if (1 < trailing <= PIXEL_PASS_MAX_CELLS and _trailing_contiguous(x, axis)
-            and (g.dilation == 1 or g.stride == 1)):
-        return pixel_pass
-    if g.dilation == 1 and g.stride < g.window:
-        if combine is np.add and g.window >= RUNNING_SUM_MIN_WINDOW:
-            return running_sum_pass
-        if combine in (np.maximum, np.minimum) and g.window >= VAN_HERK_MIN_WINDOW:
-            return van_herk_pass
+    """The fastest exact pass for this axis and geometry (see the module's docstring)."""
+    if g.window == 1:
+        return direct_pass
+    if math.prod(x.shape[axis + 1:]) < SHORT_ROW_CELLS or g.window >= FLAT_MIN_WINDOW:
+        return flat_pass
     return direct_pass
 
 
@@ -82,64 +83,36 @@ def direct_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np
     return out
 
 
-def van_herk_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
-    """Max or min of wide windows (dilation 1) in O(1) operations per cell, any window size."""
-    k, s = g.window, g.stride
-    blocks = -(-((g.out - 1) * s + k) // k)
-    padded = _padded_copy(x, axis, g.pad_begin, blocks * k, _identity(combine, x.dtype))
-    shape = padded.shape[:axis] + (blocks, k) + padded.shape[axis + 1:]
-    prefix = padded.reshape(shape)
-    suffix = prefix.copy()
-    for j in range(1, k):
-        combine(along(prefix, axis + 1, j), along(prefix, axis + 1, j - 1), out=along(prefix, axis + 1, j))
-        i = k - 1 - j
-        combine(along(suffix, axis + 1, i), along(suffix, axis + 1, i + 1), out=along(suffix, axis + 1, i))
-    prefix = prefix.reshape(padded.shape)
-    suffix = suffix.reshape(padded.shape)
-    last = (g.out - 1) * s
-    out = _empty(x, axis, g.out, dtype, out)
-    combine(along(suffix, axis, slice(0, last + 1, s)),
-            along(prefix, axis, slice(k - 1, last + k, s)), out=out)
-    return out
+def flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
+    """A pass made of 1-D operations over the whole band, padding included.
 
-
-def running_sum_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
-    """Window sums (dilation 1) as differences of a wide prefix sum: cost independent of k."""
-    wide = np.int64 if np.dtype(dtype).kind in "biu" else np.float64
-    shape = x.shape[:axis] + (x.shape[axis] + 1,) + x.shape[axis + 1:]
-    prefix = np.empty(shape, wide)
-    along(prefix, axis, slice(0, 1))[...] = 0
-    np.cumsum(x, axis=axis, dtype=wide, out=along(prefix, axis, slice(1, None)))
-    starts = np.arange(g.out) * g.stride - g.pad_begin
-    lo = np.clip(starts, 0, g.length)
-    hi = np.clip(starts + g.window, 0, g.length)
-    out = _empty(x, axis, g.out, dtype, out)
-    np.subtract(np.take(prefix, hi, axis=axis), np.take(prefix, lo, axis=axis), out=out,
-                casting="unsafe")
-    return out
-
-
-def pixel_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
-    """A pass along an axis followed by a short contiguous pixel (HWC's W with C cells).
-
-    The window is combined at every pixel over whole merged rows (long, vectorised loops),
-    then every stride-th pixel is picked by viewing each pixel as one opaque record.
+    The band is copied once into a buffer padded with a value that never counts (skipped
+    when no padding is needed), seen as one flat array in which a step along ``axis`` is a
+    shift by the cells that follow it. Every window position is then combined by
+    :func:`sliding` with long contiguous loops, whatever the axis, and every stride-th
+    position is picked into the output. NumPy's loops over short rows (the W of CHW) and
+    over short pixels (the W of HWC) cost more than these few extra passes.
     """
-    cells = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
-    merged = x.reshape(x.shape[:axis] + (-1,))
-    every_pixel = (g.out - 1) * g.stride + 1
-    rows = direct_pass(merged, axis, Axis(g.length * cells, g.window, 1, g.dilation * cells,
-                                          g.pad_begin * cells, g.pad_end * cells,
-                                          every_pixel * cells), combine, dtype)
-    rows = rows.reshape(x.shape[:axis] + (every_pixel, cells))
-    target = out if out is not None and _pixels(out, axis, cells) is not None else None
-    result = _empty(x, axis, g.out, dtype, target)
-    _pixels(result, axis, cells)[...] = along(_pixels(rows, axis, cells), axis,
-                                              slice(None, None, g.stride))
-    if out is not None and target is None:
-        out[...] = result  # an output slice that cannot be viewed as pixels
-        return out
-    return result
+    cells = math.prod(x.shape[axis + 1:])
+    needed = (g.out - 1) * g.stride + g.span
+    fill = _fill(combine, np.dtype(dtype))
+    if g.pad_begin == 0 and needed <= g.length and x.dtype == dtype and x.flags.c_contiguous:
+        padded = x
+    else:
+        padded = _padded_copy(x, axis, g.pad_begin, needed, fill, dtype)
+    flat = padded.reshape(-1)
+    positions = flat.size - (g.span - 1) * cells
+    windows = scratch.empty((flat.size,), dtype)
+    sliding(flat, positions, g.window, g.dilation * cells, combine, windows[:positions])
+    every = windows.reshape(padded.shape)
+    out = _empty(x, axis, g.out, dtype, out)
+    if (1 < cells <= PIXEL_PASS_MAX_CELLS and _pixels(out, axis, cells) is not None
+            and _pixels(every, axis, cells) is not None):
+        _pixels(out, axis, cells)[...] = along(_pixels(every, axis, cells), axis,
+                                               slice(0, (g.out - 1) * g.stride + 1, g.stride))
+    else:
+        out[...] = along(every, axis, slice(0, (g.out - 1) * g.stride + 1, g.stride))
+    return out
 
 
 def _pixels(a: np.ndarray, axis: int, cells: int) -> np.ndarray | None:
@@ -150,6 +123,57 @@ def _pixels(a: np.ndarray, axis: int, cells: int) -> np.ndarray | None:
     if not np.shares_memory(merged, a):
         return None
     return merged.view(np.dtype((np.void, cells * a.itemsize)))[..., 0]
+
+
+def sliding(flat: np.ndarray, positions: int, window: int, step: int, combine: np.ufunc,
+            out: np.ndarray) -> None:
+    """``out[q] = combine(flat[q], flat[q + step], ..., flat[q + (window-1)*step])``.
+
+    Windows of 2, 4, 8, ... taps are built by doubling, so a window of k taps costs about
+    log2(k) passes. Max and min cover the rest with two overlapping power-of-two windows
+    (one more pass); sums add the power-of-two blocks of k's binary digits.
+    """
+    if window == 1:
+        out[...] = flat[:positions]
+        return
+    idempotent = combine is not np.add
+    blocks = {1: flat}
+    width = 1
+    while 2 * width <= window:
+        previous = blocks[width]
+        length = previous.size - width * step
+        doubled = scratch.empty((length,), out.dtype)
+        combine(previous[:length], previous[width * step:width * step + length], out=doubled,
+                casting="unsafe")
+        width *= 2
+        blocks[width] = doubled
+    if idempotent:
+        rest = window - width
+        widest = blocks[width]
+        if rest == 0:
+            out[...] = widest[:positions]
+        else:
+            combine(widest[:positions], widest[rest * step:rest * step + positions], out=out)
+        return
+    offset, first = 0, True
+    for size in sorted(blocks, reverse=True):
+        if window & size:
+            part = blocks[size][offset * step:offset * step + positions]
+            if first:
+                out[...] = part
+                first = False
+            else:
+                combine(out, part, out=out, casting="unsafe")
+            offset += size
+
+
+def _fill(combine: np.ufunc, dtype: np.dtype):
+    """A padding value that never counts: nothing for sums, never winning for max and min."""
+    if combine is np.add:
+        return 0
+    if combine in (np.fmax, np.fmin):
+        return np.nan  # fmax and fmin skip NaN
+    return _identity(combine, dtype)
 
 
 def _identity(combine: np.ufunc, dtype: np.dtype):
@@ -163,9 +187,9 @@ def _identity(combine: np.ufunc, dtype: np.dtype):
     return info.min if low else info.max
 
 
-def _padded_copy(x, axis: int, pad_begin: int, length: int, fill) -> np.ndarray:
+def _padded_copy(x, axis: int, pad_begin: int, length: int, fill, dtype=None) -> np.ndarray:
     """``x`` along ``axis`` placed at ``pad_begin`` in a buffer of ``length`` filled with ``fill``."""
-    buffer = np.empty(x.shape[:axis] + (length,) + x.shape[axis + 1:], x.dtype)
+    buffer = scratch.empty(x.shape[:axis] + (length,) + x.shape[axis + 1:], dtype or x.dtype)
     stop = min(pad_begin + x.shape[axis], length)
     along(buffer, axis, slice(0, pad_begin))[...] = fill
     along(buffer, axis, slice(pad_begin, stop))[...] = along(x, axis, slice(0, stop - pad_begin))

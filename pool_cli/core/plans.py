@@ -8,6 +8,7 @@ larger than memory be pooled piece by piece.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import reduce as fold
 
@@ -41,11 +42,9 @@ class Plan:
             shape[axis] = size
         return tuple(shape)
 
-    def _broadcast(self, per_axis) -> np.ndarray:
-        """The product of per-spatial-axis 1-D arrays, shaped to broadcast against the output."""
-        ndim = len(self.in_shape)
-        return fold(np.multiply, (values.reshape([-1 if i == axis else 1 for i in range(ndim)])
-                                  for axis, values in zip(self.axes, per_axis)))
+    def counts(self, include_pad: bool) -> np.ndarray:
+        """Cells in each window (inside the input, or the padded input): the divisor of avg."""
+        return broadcast_product(self.axis_counts(include_pad), len(self.in_shape))
 
     def split(self, budget: int, itemsize: int) -> list[Band]:
         """Bands of about ``budget`` input bytes; the same split for any thread count."""
@@ -56,7 +55,7 @@ class Plan:
         if axis >= len(self.in_shape):
             yield whole
             return
-        entry = int(np.prod(self.in_shape[axis + 1:], dtype=np.int64)) * itemsize
+        entry = math.prod(self.in_shape[axis + 1:]) * itemsize
         extent = self.in_shape[axis]
         if axis in self.axes:
             yield from self._split_spatial(axis, prefix, budget, entry)
@@ -95,7 +94,7 @@ class WindowPlan(Plan):
     @property
     def cells(self) -> int:
         """The most input cells one window can hold."""
-        return int(np.prod([g.window for g in self.geometry]))
+        return math.prod(g.window for g in self.geometry)
 
     def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
         """Pool ``x`` one spatial axis at a time, the axis that shrinks most first."""
@@ -107,8 +106,8 @@ class WindowPlan(Plan):
             x = choose_pass(x, axis, g, combine)(x, axis, g, combine, dtype, last)
         return x
 
-    def counts(self, include_pad: bool) -> np.ndarray:
-        return self._broadcast([g.counts(include_pad) for g in self.geometry])
+    def axis_counts(self, include_pad: bool) -> list[tuple[int, np.ndarray]]:
+        return [(a, g.counts(include_pad)) for a, g in zip(self.axes, self.geometry)]
 
     def describe(self) -> dict:
         g = self.geometry
@@ -160,8 +159,8 @@ class AdaptivePlan(Plan):
             x = adaptive_pass(x, axis, size, combine, dtype, last)
         return x
 
-    def counts(self, include_pad: bool) -> np.ndarray:
-        return self._broadcast([e - s for s, e in self._bounds()])
+    def axis_counts(self, include_pad: bool) -> list[tuple[int, np.ndarray]]:
+        return [(a, e - s) for a, (s, e) in zip(self.axes, self._bounds())]
 
     def describe(self) -> dict:
         return {"window": None, "stride": None, "padding": [[0, 0]] * len(self.axes),
@@ -178,18 +177,24 @@ class GlobalPlan(Plan):
 
     @property
     def cells(self) -> int:
-        return int(np.prod([self.in_shape[a] for a in self.axes]))
+        return math.prod(self.in_shape[a] for a in self.axes)
 
     def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
         return combine.reduce(x, axis=self.axes, dtype=dtype, keepdims=True, out=out)
 
-    def counts(self, include_pad: bool) -> np.ndarray:
-        return np.array(self.cells)
+    def axis_counts(self, include_pad: bool) -> list[tuple[int, np.ndarray]]:
+        return [(a, np.array([self.in_shape[a]])) for a in self.axes]
 
     def describe(self) -> dict:
         extent = [self.in_shape[a] for a in self.axes]
         return {"window": extent, "stride": extent, "padding": [[0, 0]] * len(extent),
                 "dilation": [1] * len(extent)}
+
+
+def broadcast_product(per_axis: list[tuple[int, np.ndarray]], ndim: int) -> np.ndarray:
+    """The product of per-axis 1-D arrays, each shaped to broadcast along its axis."""
+    return fold(np.multiply, (values.reshape([-1 if i == axis else 1 for i in range(ndim)])
+                              for axis, values in per_axis))
 
 
 def adaptive_pass(x, axis: int, size: int, combine: np.ufunc, dtype, out=None) -> np.ndarray:

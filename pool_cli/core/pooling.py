@@ -7,6 +7,7 @@ into cache-sized bands that threads pool into one output (see ``plans`` and ``ex
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,7 +19,7 @@ from .geometry import (
     resolve_layout, spatial_axes,
 )
 from .modes import MODES, Mode
-from .plans import AdaptivePlan, GlobalPlan, WindowPlan
+from .plans import AdaptivePlan, GlobalPlan, WindowPlan, broadcast_product
 
 REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "V": "structured",
                  "M": "datetime", "m": "timedelta"}
@@ -198,15 +199,12 @@ class PoolSpec:
             src = np.where(present, src, 0)
             n_present = plan.reduce(present, np.add, np.int64)
         total = plan.reduce(src, np.add, work)
+        if name == "avg" and skip_nan:
+            divisor = n_present + (plan.counts(self.count_include_pad) - plan.counts(False))
+            _quotient(total, divisor, out)
+            return
         if name == "avg":
-            divisor = plan.counts(self.count_include_pad)
-            if skip_nan:
-                divisor = n_present + (divisor - plan.counts(False))
-            if out.dtype.kind in "iu":  # rounded: floor(sum / n + 1/2), exactly
-                np.floor_divide(total + divisor // 2, divisor, out=out, casting="unsafe")
-            else:
-                np.divide(total, divisor.astype(work) if work.kind == "f" else divisor,
-                          out=out, casting="same_kind")
+            _divide_by_counts(total, plan.axis_counts(self.count_include_pad), out)
             return
         if skip_nan:
             total[n_present == 0] = np.nan
@@ -304,6 +302,34 @@ def _check_power(power) -> float:
     if not (p > 0 and np.isfinite(p)):
         raise PoolError(f"power must be a finite number > 0, got {power!r}")
     return p
+
+
+def _divide_by_counts(total: np.ndarray, counts: list, out: np.ndarray) -> None:
+    """``total`` over the product of per-axis window counts, into ``out``.
+
+    Windows away from the padding all hold the same count: the interior is divided by one
+    scalar, and only the edge slices where a count differs are divided by exact arrays.
+    """
+    middle = [int(c[len(c) // 2]) for _, c in counts]
+    _quotient(total, math.prod(middle), out)
+    for i, (axis, c) in enumerate(counts):
+        edge = np.flatnonzero(c != middle[i])
+        if edge.size:
+            exact = counts[:i] + [(axis, c[edge])] + counts[i + 1:]
+            part = np.take(total, edge, axis=axis)
+            quotient = np.empty(part.shape, out.dtype)
+            _quotient(part, broadcast_product(exact, total.ndim), quotient)
+            out[(slice(None),) * axis + (edge,)] = quotient
+
+
+def _quotient(total: np.ndarray, divisor, out: np.ndarray) -> None:
+    """``total / divisor`` into ``out``; into an integer ``out``, rounded half up exactly."""
+    if isinstance(divisor, np.ndarray):  # narrow, so no int64 or float64 temporaries
+        divisor = divisor.astype(total.dtype)
+    if out.dtype.kind in "iu":  # floor(sum / n + 1/2) == (sum + n // 2) // n for whole n
+        np.floor_divide(total + divisor // 2, divisor, out=out, casting="unsafe")
+    else:
+        np.divide(total, divisor, out=out, casting="same_kind")
 
 
 def _abs_power(x: np.ndarray, p: float, dtype: np.dtype) -> np.ndarray:

@@ -1,0 +1,55 @@
+"""Reusable scratch memory for the intermediates of one band.
+
+Allocating a fresh array for every pass of every band makes the kernel zero new pages again
+and again, and threads then queue on the process's memory map. Inside :func:`band`, kernels
+take their temporaries from this thread's pool instead; they all return to it when the band
+ends, so a thread reuses the same few cache-warm buffers for every band.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+
+import numpy as np
+
+# Buffers larger than this are not kept between bands (an unsplittable huge input).
+KEEP_BYTES = 32 * 2**20
+
+
+class _Pool(threading.local):
+    def __init__(self):
+        self.active = False
+        self.free: list[np.ndarray] = []
+        self.used: list[np.ndarray] = []
+
+
+_POOL = _Pool()
+
+
+def empty(shape, dtype) -> np.ndarray:
+    """``np.empty``, from this thread's pool while a band is running."""
+    if not _POOL.active:
+        return np.empty(shape, dtype)
+    dtype = np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    fits = [i for i, b in enumerate(_POOL.free) if b.size >= size]
+    if fits:
+        buffer = _POOL.free.pop(min(fits, key=lambda i: _POOL.free[i].size))
+    else:
+        buffer = np.empty(max(size, 1), np.uint8)
+    _POOL.used.append(buffer)
+    return buffer[:size].view(dtype).reshape(shape)
+
+
+@contextlib.contextmanager
+def band():
+    """Scratch arrays made inside are reused after it: none may outlive it."""
+    _POOL.active = True
+    try:
+        yield
+    finally:
+        _POOL.active = False
+        _POOL.free += [b for b in _POOL.used if b.size <= KEEP_BYTES]
+        _POOL.used.clear()
