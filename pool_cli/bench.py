@@ -164,8 +164,9 @@ def select_workloads(ids: str | Sequence | None) -> list[Workload]:
             key = str(item).strip().lower()
             matches = [w for w in WORKLOADS if key in (w.id.lower(), (w.group or "").lower())]
             if not matches:
-                known = ", ".join(w.id for w in WORKLOADS)
-                raise ValueError(f"unknown workload {item!r} (choose from {known}, W5, W7)")
+                known = ", ".join(dict.fromkeys([w.id for w in WORKLOADS]
+                                                + [w.group for w in WORKLOADS if w.group]))
+                raise ValueError(f"unknown workload {item!r} (choose from {known})")
         chosen.extend(w for w in matches if w not in chosen)
     return chosen
 

@@ -15,7 +15,7 @@ from . import __version__
 from .core import MODES, PoolError, make_spec
 from .core.modes import Mode
 
-from .io import FORMATS
+from .io import FORMATS, format_for_path
 
 
 def _geometry_options(mode: Mode | None = None):
@@ -115,11 +115,11 @@ def _drop_replaced(geometry: dict, quiet: bool) -> None:
     """``--global`` and ``--output-size`` replace the window geometry: options of it given too
     (a harness may always pass them) are dropped with a warning rather than refused."""
     if geometry.get("global_pool") or geometry.get("output_size") is not None:
-        given = [name for name in REPLACED_BY_GLOBAL if geometry.pop(name)]
+        given = [name for name in REPLACED_BY_GLOBAL if geometry.pop(name, None)]
         if given and not quiet:
             from .report import warning_line
 
-            what = "--global" if geometry["global_pool"] else "--output-size"
+            what = "--global" if geometry.get("global_pool") else "--output-size"
             warning_line(f"{what} replaces " + ", ".join(
                 "--" + name.replace("_", "-") for name in given) + ": ignored")
 
@@ -131,8 +131,10 @@ def _modes_options(modes: str, geometry: dict, quiet: bool) -> tuple[list[str], 
     is a usage error.
     """
     names = [m.strip() for m in modes.split(",") if m.strip()]
+    if not names:
+        raise click.UsageError("--modes names no mode (give e.g. max,avg)")
     _drop_replaced(geometry, quiet)
-    options = {k: v for k, v in geometry.items() if v not in (None, False)}
+    options = _given(geometry)
     for option in ("power", "count_include_pad"):
         owner = next(m.name for m in MODES.values() if option in m.options)
         if option in options and owner not in names:
@@ -141,6 +143,11 @@ def _modes_options(modes: str, geometry: dict, quiet: bool) -> tuple[list[str], 
     for name in names:
         _spec(name, _options_for(name, options))
     return names, options
+
+
+def _given(options: dict) -> dict:
+    """The options given: not None, and flags that are on (0 and 0.0 are given values)."""
+    return {k: v for k, v in options.items() if v is not None and v is not False}
 
 
 def _options_for(mode: str, options: dict) -> dict:
@@ -270,9 +277,16 @@ def bench(quick, threads, repeat, workloads, as_json):
 
 
 _PICTURE_OPTIONS = [
-    click.option("-o", "--output", metavar="PNG", help="The picture.  [default: beside the input]"),
+    click.option("-o", "--output", metavar="PNG", help="The picture: a .png, or - for standard output.  [default: beside the input]"),
     click.option("--overwrite", is_flag=True, help="Replace an existing picture."),
 ]
+
+
+def _check_picture_output(option: str, dest: str | None) -> None:
+    """Pictures are PNG files (or ``-``, standard output): another name is a usage error."""
+    if dest and dest != "-" and format_for_path(dest) != "png":
+        raise click.UsageError(f"{option} {dest}: pictures are written as PNG; "
+                               "give a name ending in .png (or - for standard output)")
 
 
 def _run_picture(job):
@@ -302,14 +316,18 @@ def compare(source, modes, repeat, output, overwrite, as_json, quiet, **geometry
     from . import engine, report
 
     names, options = _modes_options(modes, geometry, quiet)
+    _check_picture_output("-o", output)
     layout = options.pop("layout", None)
     dest, rows, notes = _run_picture(lambda: engine.compare(
         source, names, layout, options, output, overwrite, repeat))
     _picture_report(dest, notes, quiet)
-    if as_json:
-        report.json_lines(({"input": source, "output": dest, **row} for row in rows), sys.stdout)
-    elif not quiet:
-        report.compare_table(rows, sys.stdout)
+    stream = sys.stderr if dest == "-" else sys.stdout
+    if quiet:
+        pass
+    elif as_json:
+        report.json_lines(({"input": source, "output": dest, **row} for row in rows), stream)
+    else:
+        report.compare_table(rows, stream)
 
 
 @cli.command()
@@ -331,10 +349,11 @@ def show(source, channels, page, normalize, cmap, before_after, mode, output, ov
     from . import engine
 
     layout = geometry.pop("layout")
-    given = {k: v for k, v in geometry.items() if v not in (None, False)}
+    given = _given(geometry)
     if given and not before_after:
         raise click.UsageError("pooling options need --before-after")
-    spec = _spec(mode, _options_for(mode, given), quiet) if before_after else None
+    spec = _spec(mode, given, quiet) if before_after else None
+    _check_picture_output("-o", output)
     dest, notes = _run_picture(lambda: engine.show(
         source, layout, output, overwrite, channels=channels, normalize=normalize, cmap=cmap,
         page=page - 1, before_after=spec))
@@ -372,16 +391,24 @@ def analyze(source, modes, windows, strides, repeat, plot, overwrite, padding, l
         raise click.UsageError("--windows and --strides take whole numbers like 2,3,4") from None
     if steps is not None and len(steps) != len(sizes):
         raise click.UsageError("--strides needs one value per window")
+    for name in names:
+        for size, step in zip(sizes, steps or sizes):
+            _spec(name, {**_options_for(name, options), "window": size, "stride": step})
+    _check_picture_output("--plot", plot)
     rows = _run_picture(lambda: engine.analyze(source, layout, names, sizes, steps, repeat,
                                                options, plot, overwrite))
     for line in rows.skipped + ([] if quiet else rows.notes):
         report.warning_line(line)
+    if quiet:
+        return
+    stream = sys.stderr if plot == "-" else sys.stdout
     if as_json:
-        report.json_lines(({"input": source, **row} for row in rows), sys.stdout)
-    elif not quiet:
-        report.analysis_table(rows, sys.stdout)
+        report.json_lines(({"input": source, **row} for row in rows), stream)
+    else:
+        report.analysis_table(rows, stream)
         print(f"fidelity: the output scaled back up ({rows.upscaling}) against the input; "
-              f"PSNR and SSIM with data range {rows.data_range:g}" + (f"; plot: {plot}" if plot else ""))
+              f"PSNR and SSIM with data range {rows.data_range:g}" + (f"; plot: {plot}" if plot else ""),
+              file=stream)
 
 
 def _picture_report(dest: str, notes: list[str], quiet: bool) -> None:
@@ -390,7 +417,7 @@ def _picture_report(dest: str, notes: list[str], quiet: bool) -> None:
     if not quiet:
         for note in notes:
             report.warning_line(note)
-        print(f"wrote {dest}", file=sys.stderr)
+        print(f"wrote {'standard output' if dest == '-' else dest}", file=sys.stderr)
 
 
 def main() -> None:

@@ -6,12 +6,15 @@ and a one-line ``error`` naming the input.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -274,11 +277,7 @@ class Batch:
         """Refuse an output that is an input, exists already, or another input's output."""
         if dest == "-":
             return
-        real = os.path.realpath(dest)
-        if real in self.inputs:
-            raise PoolError(f"{source.path}: output {dest} would replace an input")
-        if os.path.exists(dest) and not self.options.overwrite:
-            raise PoolError(f"{source.path}: output {dest} exists (use --overwrite to replace it)")
+        real = check_output(source.path, dest, self.options.overwrite, self.inputs)
         with self.lock:
             other = self.claimed.setdefault(real, source)
         if other is not source:  # the same file given twice is claimed twice
@@ -286,9 +285,33 @@ class Batch:
 
     @staticmethod
     def _failed(blank: Result, message: str, path: str) -> Result:
-        if not message.startswith((f"{path}:", f"{path}[")):
-            message = f"{path}: {message}"
-        return dataclasses.replace(blank, ok=False, error=" ".join(message.split()))
+        return dataclasses.replace(blank, ok=False, error=" ".join(_named(path, message).split()))
+
+
+def check_output(path: str, dest: str, overwrite: bool, inputs: set[str]) -> str:
+    """Refuse an output (of input ``path``) that would replace one of ``inputs`` (real paths)
+    or that exists already without ``overwrite``; return its real path."""
+    real = os.path.realpath(dest)
+    if real in inputs:
+        raise PoolError(f"{path}: output {dest} would replace an input")
+    if os.path.exists(dest) and not overwrite:
+        raise PoolError(f"{path}: output {dest} exists (use --overwrite to replace it)")
+    return real
+
+
+def _named(path: str, message: str) -> str:
+    """``message`` led by the input's name, once."""
+    return message if message.startswith((f"{path}:", f"{path}[")) else f"{path}: {message}"
+
+
+@contextlib.contextmanager
+def _naming(path: str):
+    """Errors of one picture job name its input: PoolErrors, and the renderers' ValueErrors
+    (an array they cannot draw: channels, page or layout that do not fit)."""
+    try:
+        yield
+    except (PoolError, ValueError) as error:
+        raise PoolError(_named(path, str(error))) from None
 
 
 def describe_file(path: str) -> list[dict]:
@@ -317,12 +340,29 @@ def load_array(path: str, layout: str | None) -> tuple[np.ndarray, str | None, s
     return np.asarray(array), layout or loaded.layout, stem
 
 
-def picture_path(path: str, output: str | None, stem: str, what: str) -> str:
-    """``-o``, or ``{stem}_{what}.png`` beside the input."""
-    if output:
-        return output
-    folder = "" if path == "-" else os.path.dirname(path)
-    return os.path.join(folder, f"{stem}_{what}.png")
+def picture_path(path: str, output: str | None, stem: str, what: str, overwrite: bool) -> str:
+    """``-o``, or ``{stem}_{what}.png`` beside the input, checked by :func:`check_picture`."""
+    dest = output or os.path.join("" if path == "-" else os.path.dirname(path), f"{stem}_{what}.png")
+    check_picture(path, dest, overwrite)
+    return dest
+
+
+def check_picture(path: str, dest: str, overwrite: bool) -> None:
+    """Before any work: a picture never replaces its input, nor an existing file without
+    ``overwrite`` (``-`` is standard output)."""
+    if dest != "-":
+        check_output(path, dest, overwrite, set() if path == "-" else {os.path.realpath(path)})
+
+
+def save_picture(dest: str, image, overwrite: bool) -> None:
+    """Write a picture as PNG: to a file (atomically), or to standard output for ``-``."""
+    if dest == "-":
+        buffer = BytesIO()  # encoded whole first: nothing half-written on failure
+        image.save(buffer, format="PNG", compress_level=6)
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.flush()
+    else:
+        io.save_picture(dest, image, overwrite=overwrite)
 
 
 def compare(path: str, modes: list[str], layout: str | None, options: dict, output: str | None,
@@ -330,10 +370,12 @@ def compare(path: str, modes: list[str], layout: str | None, options: dict, outp
     """``poolcli compare``: the contact sheet of one input, written; returns path, rows, notes."""
     from .visual import compare_sheet
 
-    x, layout, stem = load_array(path, layout)
-    dest = picture_path(path, output, stem, "compare")
-    sheet = compare_sheet(x, modes, layout, title=os.path.basename(path), repeat=repeat, **options)
-    io.save_picture(dest, sheet.image, overwrite=overwrite)
+    with _naming(path):
+        x, layout, stem = load_array(path, layout)
+        dest = picture_path(path, output, stem, "compare", overwrite)
+        sheet = compare_sheet(x, modes, layout, title=os.path.basename(path), repeat=repeat,
+                              **options)
+        save_picture(dest, sheet.image, overwrite)
     return dest, sheet.rows, sheet.notes
 
 
@@ -342,31 +384,39 @@ def show(path: str, layout: str | None, output: str | None, overwrite: bool, *, 
     """``poolcli show``: a feature map as a grid of tiles (with its pooled version beside)."""
     from .visual import feature_grid
 
-    x, layout, stem = load_array(path, layout)
-    pair = None
-    if before_after is not None:
-        spec = dataclasses.replace(before_after, layout=layout) if layout else before_after
-        plan = spec.plan(x.shape)
-        pair = (spec.run(x, plan), plan)
-    try:
+    with _naming(path):
+        x, layout, stem = load_array(path, layout)
+        dest = picture_path(path, output, stem, "grid", overwrite)
+        pair = None
+        if before_after is not None:
+            spec = dataclasses.replace(before_after, layout=layout) if layout else before_after
+            plan = spec.plan(x.shape)
+            pair = (spec.run(x, plan), plan)
         image, notes = feature_grid(x, layout, channels=channels, normalize=normalize, cmap=cmap,
                                     before_after=pair, page=page, title=os.path.basename(path))
-    except ValueError as error:  # channels, page or layout that do not fit this array
-        raise PoolError(f"{path}: {error}") from None
-    dest = picture_path(path, output, stem, "grid")
-    io.save_picture(dest, image, overwrite=overwrite)
+        save_picture(dest, image, overwrite)
     return dest, notes
 
 
 def analyze(path: str, layout: str | None, modes, windows, strides, repeat: int,
             options: dict, plot: str | None, overwrite: bool):
-    """``poolcli analyze``: time and fidelity per mode and geometry (and the plot, if asked)."""
+    """``poolcli analyze``: time and fidelity per mode and geometry (and the plot, if asked).
+
+    ``strides`` (None: the windows) pair one to one with ``windows``. A run where no geometry
+    fits the input fails it.
+    """
     from .visual import analyze as measure, points_from_rows, scatter_plot
 
-    x, layout, stem = load_array(path, layout)
-    rows = measure(x, layout, modes=modes, windows=windows, strides=strides, repeat=repeat,
-                   **options)
-    if plot:
-        title = f"{os.path.basename(path)}: time against PSNR"
-        io.save_picture(plot, scatter_plot(points_from_rows(rows), title=title), overwrite=overwrite)
+    with _naming(path):
+        x, layout, _ = load_array(path, layout)
+        if plot:
+            check_picture(path, plot, overwrite)
+        rows = measure(x, layout, modes=modes, windows=windows, strides=strides, paired=True,
+                       repeat=repeat, **options)
+        if rows.skipped and not rows:
+            more = f" (and {len(rows.skipped) - 1} more)" if len(rows.skipped) > 1 else ""
+            raise PoolError(f"no geometry fits: {rows.skipped[0]}{more}")
+        if plot:
+            title = f"{os.path.basename(path)}: time against PSNR"
+            save_picture(plot, scatter_plot(points_from_rows(rows), title=title), overwrite)
     return rows

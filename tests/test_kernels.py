@@ -108,11 +108,11 @@ def test_choose_pass_picks_each_kernel():
     small = make_axis(64, 2, 2, 1, (0, 0), False)
     rows = np.zeros((4, 64, 64), np.float32)
     pixels = np.zeros((64, 64, 3), np.uint8)
-    assert kernels.choose_pass(rows, 1, wide, np.maximum) is kernels.flat_pass
-    assert kernels.choose_pass(rows, 2, small, np.maximum) is kernels.flat_pass  # short rows
-    assert kernels.choose_pass(np.zeros((64, 64, 64)), 1, small, np.add) is kernels.direct_pass
-    assert kernels.choose_pass(pixels, 1, small, np.maximum) is kernels.flat_pass
-    assert kernels.choose_pass(pixels, 0, small, np.maximum) is kernels.direct_pass
+    assert kernels.choose_pass(rows.shape, 1, wide) is kernels.flat_pass
+    assert kernels.choose_pass(rows.shape, 2, small) is kernels.flat_pass  # short rows
+    assert kernels.choose_pass((64, 64, 64), 1, small) is kernels.direct_pass
+    assert kernels.choose_pass(pixels.shape, 1, small) is kernels.flat_pass
+    assert kernels.choose_pass(pixels.shape, 0, small) is kernels.direct_pass
 
 
 GEOMETRIES = [

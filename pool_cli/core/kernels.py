@@ -40,11 +40,11 @@ def _empty(x: np.ndarray, axis: int, n: int, dtype, out: np.ndarray | None) -> n
     return scratch.empty(x.shape[:axis] + (n,) + x.shape[axis + 1:], dtype) if out is None else out
 
 
-def choose_pass(x: np.ndarray, axis: int, g: Axis, combine: np.ufunc):
-    """The fastest exact pass for this axis and geometry (see the module's docstring)."""
+def choose_pass(shape: tuple[int, ...], axis: int, g: Axis):
+    """The fastest exact pass along ``axis`` of an array of ``shape`` (see the module's docstring)."""
     if g.window == 1:
         return direct_pass
-    if math.prod(x.shape[axis + 1:]) < SHORT_ROW_CELLS or g.window >= FLAT_MIN_WINDOW:
+    if math.prod(shape[axis + 1:]) < SHORT_ROW_CELLS or g.window >= FLAT_MIN_WINDOW:
         return flat_pass
     return direct_pass
 
@@ -106,7 +106,16 @@ def flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.n
     sliding(flat, positions, g.window, g.dilation * cells, combine, windows[:positions])
     every = windows.reshape(padded.shape)
     out = _empty(x, axis, g.out, dtype, out)
-    if (1 < cells <= PIXEL_PASS_MAX_CELLS and _pixels(out, axis, cells) is not None
+    if padded.shape[axis] == g.out * g.stride and out.flags.c_contiguous and cells <= PIXEL_PASS_MAX_CELLS:
+        # every row is whole strides long: the picks are evenly spaced in the flat buffer
+        picks = windows.reshape(-1, g.stride * cells)[:, :cells]
+        if cells > 1:
+            record = np.dtype((np.void, cells * windows.itemsize))
+            picks, out_flat = picks.view(record), out.reshape(-1, cells).view(record)
+        else:
+            out_flat = out.reshape(-1, 1)
+        out_flat[...] = picks
+    elif (1 < cells <= PIXEL_PASS_MAX_CELLS and _pixels(out, axis, cells) is not None
             and _pixels(every, axis, cells) is not None):
         _pixels(out, axis, cells)[...] = along(_pixels(every, axis, cells), axis,
                                                slice(0, (g.out - 1) * g.stride + 1, g.stride))
@@ -155,16 +164,17 @@ def sliding(flat: np.ndarray, positions: int, window: int, step: int, combine: n
         else:
             combine(widest[:positions], widest[rest * step:rest * step + positions], out=out)
         return
-    offset, first = 0, True
+    offset, parts = 0, []
     for size in sorted(blocks, reverse=True):
         if window & size:
-            part = blocks[size][offset * step:offset * step + positions]
-            if first:
-                out[...] = part
-                first = False
-            else:
-                combine(out, part, out=out, casting="unsafe")
+            parts.append(blocks[size][offset * step:offset * step + positions])
             offset += size
+    if len(parts) == 1:
+        out[...] = parts[0]
+        return
+    combine(parts[0], parts[1], out=out, casting="unsafe")
+    for part in parts[2:]:
+        combine(out, part, out=out, casting="unsafe")
 
 
 def _fill(combine: np.ufunc, dtype: np.dtype):

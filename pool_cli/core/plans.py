@@ -15,7 +15,7 @@ from functools import reduce as fold
 import numpy as np
 
 from .geometry import Axis, adaptive_bounds
-from .kernels import choose_pass
+from .kernels import choose_pass, direct_pass
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class Plan:
     layout: str
     axes: tuple[int, ...]
     in_shape: tuple[int, ...]
+
+    # Whether a band is best read where it lies; WindowPlan says when it is not.
+    reads_input_in_place = False
 
     def _out_shape(self, sizes) -> tuple[int, ...]:
         shape = list(self.in_shape)
@@ -96,15 +99,24 @@ class WindowPlan(Plan):
         """The most input cells one window can hold."""
         return math.prod(g.window for g in self.geometry)
 
+    def _order(self) -> list[int]:
+        """Spatial axes in pooling order: the one that shrinks most first."""
+        return sorted(range(len(self.axes)), key=lambda i: self.geometry[i].out / self.geometry[i].length)
+
     def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
-        """Pool ``x`` one spatial axis at a time, the axis that shrinks most first."""
-        order = sorted(range(len(self.axes)),
-                       key=lambda i: self.geometry[i].out / self.geometry[i].length)
+        """Pool ``x`` one spatial axis at a time."""
+        order = self._order()
         for n, i in enumerate(order):
             axis, g = self.axes[i], self.geometry[i]
             last = out if n == len(order) - 1 else None
-            x = choose_pass(x, axis, g, combine)(x, axis, g, combine, dtype, last)
+            x = choose_pass(x.shape, axis, g)(x, axis, g, combine, dtype, last)
         return x
+
+    @property
+    def reads_input_in_place(self) -> bool:
+        """The first pass reads the input where it lies (a direct pass), not a padded copy."""
+        i = self._order()[0]
+        return choose_pass(self.in_shape, self.axes[i], self.geometry[i]) is direct_pass
 
     def axis_counts(self, include_pad: bool) -> list[tuple[int, np.ndarray]]:
         return [(a, g.counts(include_pad)) for a, g in zip(self.axes, self.geometry)]

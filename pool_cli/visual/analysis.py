@@ -69,7 +69,7 @@ def geometry_label(window, stride) -> str:
 
 def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), windows=(2, 3, 4),
             strides=None, repeat: int = 5, data_range: float | None = None,
-            match_scale: bool = True, **pool_options) -> Analysis:
+            match_scale: bool = True, paired: bool = False, **pool_options) -> Analysis:
     """Time each mode and geometry and measure how much of the input survives.
 
     Parameters
@@ -84,8 +84,8 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
     windows : sequence
         Window sizes, each an int or per-axis (``3``, ``'3x2'``, ``(3, 2)``).
     strides : sequence, optional
-        Strides to try with every window; ``None`` (the default, or an entry ``None``)
-        means a stride equal to the window.
+        Strides to try with every window (with ``paired``, one per window); ``None`` (the
+        default, or an entry ``None``) means a stride equal to the window.
     repeat : int
         Timed runs of :func:`pool_cli.pool` per row (``time.perf_counter`` around the call
         only); the row gives their median, min and max.
@@ -98,6 +98,9 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
         scale: ``sum / n`` (the window mean) and ``lp / n**(1/p)`` (the power mean
         ``(mean |x|**p)**(1/p)``), ``n`` the input cells of each window; the row's
         ``compared_as`` says so. Without it the raw output is compared.
+    paired : bool
+        ``strides[i]`` goes with ``windows[i]`` only (as many strides as windows), instead of
+        every stride with every window.
     **pool_options
         More options for every call: padding, dilation, ceil_mode, ignore_nan, and the
         mode-specific power (lp) and count_include_pad (avg), passed only to the modes that
@@ -107,9 +110,10 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
     -------
     Analysis
         A list with one dict per mode and geometry that fits, in the order modes x windows x
-        strides, with keys ``mode``, ``label`` (:func:`geometry_label`), ``window``,
-        ``stride``, ``padding``, ``dilation`` (per-axis lists), ``input_shape``,
-        ``output_shape``, ``output_dtype``, ``reduction`` (input elements / output elements),
+        strides (modes x windows when ``paired``), with keys ``mode``, ``label``
+        (:func:`geometry_label`), ``window``, ``stride``, ``padding``, ``dilation`` (per-axis
+        lists), ``input_shape``, ``output_shape``, ``output_dtype``, ``reduction`` (input
+        elements / output elements),
         ``time_ms_median``, ``time_ms_min``, ``time_ms_max``, ``mb_per_s`` (input megabytes,
         10**6 bytes, per second at the median time), ``psnr_db`` (``inf`` when lossless),
         ``ssim``, ``energy_kept`` and ``compared_as`` (``'output'``, or how a sum or lp
@@ -136,9 +140,16 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
     layout = resolve_layout(layout, a.ndim)
     L = default_data_range(a) if data_range is None else float(data_range)
     geometry_options = {k: v for k, v in pool_options.items() if k not in _MODE_OPTIONS}
-    stride_list = [None] if strides is None else list(strides)
+    if strides is None:
+        geometries = [(window, None) for window in windows]
+    elif paired:
+        if len(strides) != len(windows):
+            raise PoolError(f"{len(strides)} strides for {len(windows)} windows: give one per window")
+        geometries = list(zip(windows, strides))
+    else:
+        geometries = list(itertools.product(windows, strides))
     jobs = []
-    for mode, window, stride in itertools.product(modes, windows, stride_list):
+    for mode, (window, stride) in itertools.product(modes, geometries):
         extra = {k: v for k, v in pool_options.items()
                  if k in _MODE_OPTIONS and mode in MODES and k in MODES[mode].options}
         options = dict(window=window, stride=stride, layout=layout, **geometry_options, **extra)
