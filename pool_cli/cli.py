@@ -12,10 +12,10 @@ import time
 import click
 
 from . import __version__
-from .core import MODES, PoolError, make_spec
-from .core.modes import Mode
+from .core.errors import PoolError
+from .core.modes import MODES, Mode
 
-from .io import FORMATS, format_for_path
+from .formats import FORMATS, format_for_path
 
 
 def _geometry_options(mode: Mode | None = None):
@@ -105,6 +105,8 @@ REPLACED_BY_GLOBAL = ("window", "stride", "padding", "dilation", "ceil_mode")
 def _spec(mode: str, geometry: dict, quiet: bool = False):
     """Every rule that holds whatever the input is checked here: a mistake is a usage error."""
     _drop_replaced(geometry, quiet)
+    from .core import make_spec
+
     try:
         return make_spec(mode, **geometry)
     except PoolError as error:
@@ -175,7 +177,6 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
 
 def _check_outputs(output: str | None, fmt: str | None, items) -> None:
     from .engine import is_folder_output
-    from .io import format_for_path
 
     named = format_for_path(output) if output and "{" not in output else None
     if fmt and named and named != fmt and not is_folder_output(output):

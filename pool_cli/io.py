@@ -18,19 +18,18 @@ import io
 import mmap
 import os
 import re
-import secrets
 import stat
-import struct
 import sys
 import warnings
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable
 
 import numpy as np
 
 from pool_cli.core.errors import PoolError
+from pool_cli.formats import (  # noqa: F401  (part of this module's API)
+    FORMATS, _check_format, extension_for_format, format_for_path,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -43,40 +42,6 @@ __all__ = [
     "read_input",
     "write_output",
 ]
-
-#: Format names accepted by ``--format``, image formats first.
-FORMATS: tuple[str, ...] = ("png", "jpeg", "tiff", "bmp", "webp", "gif", "ppm", "npy", "npz")
-
-_IMAGE_FORMATS = FORMATS[:-2]
-
-_FORMAT_BY_EXTENSION = {
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".bmp": "bmp",
-    ".webp": "webp",
-    ".gif": "gif",
-    ".ppm": "ppm",
-    ".pgm": "ppm",
-    ".pbm": "ppm",
-    ".pnm": "ppm",
-    ".npy": "npy",
-    ".npz": "npz",
-}
-
-_EXTENSION_BY_FORMAT = {
-    "png": ".png",
-    "jpeg": ".jpg",
-    "tiff": ".tif",
-    "bmp": ".bmp",
-    "webp": ".webp",
-    "gif": ".gif",
-    "ppm": ".ppm",
-    "npy": ".npy",
-    "npz": ".npz",
-}
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -136,15 +101,15 @@ _FORMAT_MODES = {
 }
 _ICC_FORMATS = {"png", "jpeg", "tiff", "webp"}
 
-_NUMPY_DECODE_ERRORS = (
-    ValueError,
-    OSError,
-    EOFError,
-    zipfile.BadZipFile,
-    NotImplementedError,
-    zlib.error,
-    struct.error,
-)
+
+def _numpy_decode_errors() -> tuple[type[BaseException], ...]:
+    """What np.load raises on bad data (imported here: start-up time matters)."""
+    import struct
+    import zipfile
+    import zlib
+
+    return (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, zlib.error,
+            struct.error)
 
 
 @dataclass
@@ -187,59 +152,6 @@ class Loaded:
 
 # ---------------------------------------------------------------------------
 # Formats
-
-
-def format_for_path(path: str) -> str | None:
-    """Return the format a path's extension names, or None.
-
-    Parameters
-    ----------
-    path : str
-        A file name; only its extension (case-insensitive) matters.
-
-    Returns
-    -------
-    str or None
-        One of :data:`FORMATS`, or None for an unknown extension.
-
-    Examples
-    --------
-    >>> format_for_path("photo.JPEG"), format_for_path("scan.pgm"), format_for_path("x.dat")
-    ('jpeg', 'ppm', None)
-    """
-    return _FORMAT_BY_EXTENSION.get(os.path.splitext(path)[1].lower())
-
-
-def extension_for_format(fmt: str) -> str:
-    """Return the usual file extension, dot included, for a format.
-
-    Parameters
-    ----------
-    fmt : str
-        One of :data:`FORMATS`.
-
-    Returns
-    -------
-    str
-        For example ``".png"``, ``".jpg"``, ``".tif"``.
-
-    Raises
-    ------
-    PoolError
-        For a format not in :data:`FORMATS`.
-
-    Examples
-    --------
-    >>> extension_for_format("jpeg"), extension_for_format("npz")
-    ('.jpg', '.npz')
-    """
-    return _EXTENSION_BY_FORMAT[_check_format(fmt)]
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in _EXTENSION_BY_FORMAT:
-        raise PoolError(f"unknown output format {fmt!r} (choose one of {', '.join(FORMATS)})")
-    return fmt
 
 
 def _sniff(head: bytes) -> str | None:
@@ -381,7 +293,7 @@ def _load_npy(name: str, f: BinaryIO, head: bytes, mmap_path: str | None) -> np.
         if mmap_path is not None:
             return np.load(mmap_path, mmap_mode="r", allow_pickle=False)
         return np.load(f, allow_pickle=False)
-    except _NUMPY_DECODE_ERRORS as exc:
+    except _numpy_decode_errors() as exc:
         if _is_pickle_refusal(exc):
             raise _object_refusal(name) from exc
         raise PoolError(f"{name}: corrupt or truncated .npy file ({_one_line(exc)})") from exc
@@ -396,7 +308,7 @@ def _load_npz(name: str, f: BinaryIO) -> dict[str | None, np.ndarray]:
                 if not isinstance(value, np.ndarray):
                     raise PoolError(f"{name}: member {key!r} is not a .npy array")
                 arrays[key] = value
-    except _NUMPY_DECODE_ERRORS as exc:
+    except _numpy_decode_errors() as exc:
         if _is_pickle_refusal(exc):
             raise _object_refusal(name) from exc
         raise PoolError(f"{name}: corrupt or truncated .npz file ({_one_line(exc)})") from exc
@@ -613,6 +525,8 @@ def _single(dest: str, arrays: dict[str | None, np.ndarray], fmt: str) -> np.nda
 def _write_npz(f: BinaryIO, arrays: dict[str | None, np.ndarray]) -> None:
     # Written by hand rather than np.savez(**arrays): keys such as "file" or
     # "allow_pickle" would collide with np.savez's own parameters.
+    import zipfile
+
     with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         for i, (key, arr) in enumerate(arrays.items()):
             member = f"arr_{i}" if key is None else key
@@ -794,7 +708,7 @@ def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> 
 def _create_temp(parent: str, name: str) -> tuple[str, int]:
     # os.open with 0o666 lets the umask set the final permissions (mkstemp uses 0o600).
     for _ in range(100):
-        tmp = os.path.join(parent, f".{name}.{secrets.token_hex(4)}.tmp")
+        tmp = os.path.join(parent, f".{name}.{os.urandom(4).hex()}.tmp")
         try:
             return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:

@@ -8,7 +8,6 @@ thread count gives the same bits.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -56,6 +55,8 @@ def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | No
         for band in bands:
             one(band)
     else:
+        from concurrent.futures import ThreadPoolExecutor  # not at start-up
+
         with ThreadPoolExecutor(max_workers=threads) as workers:
             list(workers.map(one, bands))  # re-raises the first error of any band
     return out

@@ -1,10 +1,11 @@
-"""The table of named reductions: every mode poolcli knows, read by the API, the CLI and --help."""
+"""The table of named reductions: every mode poolcli knows, read by the API, the CLI and --help.
+
+No NumPy at import (the command line reads this table at start-up): a mode names its ufuncs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
 
 
 @dataclass(frozen=True)
@@ -19,23 +20,37 @@ class Mode:
 
     name: str
     summary: str
-    combine: np.ufunc
-    skip_nan_combine: np.ufunc | None = None
+    combine_name: str
+    skip_nan_name: str | None = None
     options: tuple[str, ...] = ()
 
     @property
-    def is_extreme(self) -> bool:
-        return self.skip_nan_combine is not None
+    def combine(self):
+        import numpy as np
 
-    def work_dtype(self, dtype: np.dtype) -> np.dtype:
+        return getattr(np, self.combine_name)
+
+    @property
+    def skip_nan_combine(self):
+        import numpy as np
+
+        return getattr(np, self.skip_nan_name) if self.skip_nan_name else None
+
+    @property
+    def is_extreme(self) -> bool:
+        return self.skip_nan_name is not None
+
+    def work_dtype(self, dtype):
         """The dtype the window is combined in."""
+        import numpy as np
+
         if self.is_extreme:
             return dtype
         if dtype.kind in "biu":
             return np.dtype(np.int64 if self.name == "sum" else np.float64)
         return np.dtype(np.float32) if dtype == np.float16 else dtype
 
-    def output_dtype(self, dtype: np.dtype) -> np.dtype:
+    def output_dtype(self, dtype):
         """The dtype of the result: see the SPEC's "Data types"."""
         if self.is_extreme or dtype.kind == "f":
             return dtype
@@ -45,10 +60,10 @@ class Mode:
 MODES: dict[str, Mode] = {
     mode.name: mode
     for mode in (
-        Mode("max", "largest value in each window (bool: any)", np.maximum, np.fmax),
-        Mode("min", "smallest value in each window (bool: all)", np.minimum, np.fmin),
-        Mode("avg", "mean of each window", np.add, options=("count_include_pad", "rounded")),
-        Mode("sum", "sum of each window (integers widen to int64)", np.add),
-        Mode("lp", "Lp norm of each window, (sum |x|^p)^(1/p)", np.add, options=("power",)),
+        Mode("max", "largest value in each window (bool: any)", "maximum", "fmax"),
+        Mode("min", "smallest value in each window (bool: all)", "minimum", "fmin"),
+        Mode("avg", "mean of each window", "add", options=("count_include_pad", "rounded")),
+        Mode("sum", "sum of each window (integers widen to int64)", "add"),
+        Mode("lp", "Lp norm of each window, (sum |x|^p)^(1/p)", "add", options=("power",)),
     )
 }
