@@ -183,6 +183,12 @@ class AdaptivePlan(Plan):
 class GlobalPlan(Plan):
     """One window over each whole spatial extent."""
 
+    # One streaming reduction per band needs no cache blocking: fewer, larger bands.
+    BAND_FLOOR = 16 * 2**20
+
+    def split(self, budget: int, itemsize: int) -> list[Band]:
+        return super().split(max(budget, self.BAND_FLOOR), itemsize)
+
     @property
     def out_shape(self) -> tuple[int, ...]:
         return self._out_shape(1 for _ in self.axes)
