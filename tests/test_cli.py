@@ -25,20 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from pool_cli import __version__, pool
-from pool_cli.cli import cli
+from clitools import SPEC_FIELDS, error_lines, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 MODES = ("max", "min", "avg", "sum", "lp")
-
-# The fields SPEC.md promises in every --json object.
-SPEC_FIELDS = {"input", "output", "mode", "input_shape", "output_shape", "input_dtype",
-               "output_dtype", "window", "stride", "padding", "dilation", "ceil_mode",
-               "load_ms", "pool_ms", "save_ms", "ok"}
 
 
 # ----------------------------------------------------------------------------
@@ -49,26 +43,6 @@ SPEC_FIELDS = {"input", "output", "mode", "input_shape", "output_shape", "input_
 def _in_tmp(tmp_path, monkeypatch):
     """Every test runs in its own empty folder, with relative paths as a user types them."""
     monkeypatch.chdir(tmp_path)
-
-
-def run(*args, code: int = 0, input=None):
-    """Invoke ``poolcli ARGS``; check the exit code and that nothing leaks a traceback."""
-    result = CliRunner().invoke(cli, [str(a) for a in args], input=input)
-    text = result.stdout_bytes.decode("utf-8", "replace") + result.stderr
-    assert "Traceback" not in text, text
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"poolcli {' '.join(map(str, args))} raised "
-                             f"{type(result.exception).__name__}: {result.exception}"
-                             ) from result.exception
-    assert result.exit_code == code, (
-        f"poolcli {' '.join(map(str, args))}: exit {result.exit_code}, want {code}\n"
-        f"stdout: {result.stdout_bytes[:2000]!r}\nstderr: {result.stderr}")
-    return result
-
-
-def error_lines(result) -> list[str]:
-    """The ``poolcli: error:`` lines on standard error (each must be one whole error)."""
-    return [line for line in result.stderr.splitlines() if line.startswith("poolcli: error:")]
 
 
 def json_rows(text: str) -> list[dict]:

@@ -30,6 +30,7 @@ from PIL import Image
 from pool_cli import bench, make_spec, pool
 from pool_cli.cli import cli
 from pool_cli.visual import feature_grid
+from clitools import error_lines, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -43,25 +44,6 @@ SAMPLES = ROOT / "samples"
 def _in_tmp(tmp_path, monkeypatch):
     """Every test runs in its own empty folder, with relative paths as a user types them."""
     monkeypatch.chdir(tmp_path)
-
-
-def run(*args, code: int = 0, input=None):
-    """Invoke ``poolcli ARGS``; check the exit code and that nothing leaks a traceback."""
-    result = CliRunner().invoke(cli, [str(a) for a in args], input=input)
-    text = result.stdout_bytes.decode("utf-8", "replace") + result.stderr
-    assert "Traceback" not in text, text
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"poolcli {' '.join(map(str, args))} raised "
-                             f"{type(result.exception).__name__}: {result.exception}"
-                             ) from result.exception
-    assert result.exit_code == code, (
-        f"poolcli {' '.join(map(str, args))}: exit {result.exit_code}, want {code}\n"
-        f"stdout: {result.stdout_bytes[:2000]!r}\nstderr: {result.stderr}")
-    return result
-
-
-def error_lines(result) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("poolcli: error:")]
 
 
 def one_error(result) -> str:

@@ -21,10 +21,8 @@ from pool_cli.engine import (
     output_format, output_path,
 )
 from pool_cli.io import Loaded
+from clitools import SPEC_FIELDS
 
-SPEC_FIELDS = {"input", "output", "mode", "input_shape", "output_shape", "input_dtype",
-               "output_dtype", "window", "stride", "padding", "dilation", "ceil_mode",
-               "load_ms", "pool_ms", "save_ms", "ok"}
 
 
 @pytest.fixture(autouse=True)
