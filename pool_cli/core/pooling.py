@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import scratch
 from .errors import PoolError
 from .execute import run_bands
 from .geometry import (
@@ -327,7 +328,12 @@ def _quotient(total: np.ndarray, divisor, out: np.ndarray) -> None:
     if isinstance(divisor, np.ndarray):  # narrow, so no int64 or float64 temporaries
         divisor = divisor.astype(total.dtype)
     if out.dtype.kind in "iu":  # floor(sum / n + 1/2) == (sum + n // 2) // n for whole n
-        np.floor_divide(total + divisor // 2, divisor, out=out, casting="unsafe")
+        halfway = scratch.empty(total.shape, total.dtype)
+        np.add(total, divisor // 2, out=halfway, casting="unsafe")
+        if isinstance(divisor, int) and divisor & (divisor - 1) == 0:  # a power of two
+            np.right_shift(halfway, divisor.bit_length() - 1, out=out, casting="unsafe")
+        else:
+            np.floor_divide(halfway, divisor, out=out, casting="unsafe")
     else:
         np.divide(total, divisor, out=out, casting="same_kind")
 
