@@ -705,7 +705,7 @@ ERROR_CASES = [
     ("unknown_mode", X2, "median", dict()),
     ("power_zero", X2, "lp", dict(power=0)),
     ("power_negative", X2, "lp", dict(power=-1.5)),
-    ("power_on_max", X2, "max", dict(power=2.0)),
+    ("power_on_max", X2, "max", dict(power=3.0)),
     ("power_on_avg", X2, "avg", dict(power=3)),
     ("cip_on_max", X2, "max", dict(count_include_pad=True)),
     ("cip_on_sum", X2, "sum", dict(count_include_pad=True)),
@@ -875,3 +875,10 @@ def test_non_contiguous_inputs(mode, kwargs, tmp_path):
     got = pool(hwc_view, mode, layout="HWC", **kwargs)
     exp = pool(chw, mode, layout="CHW", **kwargs)
     assert np.allclose(np.moveaxis(got, -1, 0), exp, equal_nan=True, rtol=1e-12, atol=0)
+
+
+def test_the_signature_default_power_is_accepted_by_every_mode():
+    """SPEC's signature gives power=2.0 to every mode: passing that default is no mistake."""
+    x = np.arange(16.0).reshape(4, 4)
+    for mode in ("max", "min", "avg", "sum"):
+        assert np.array_equal(pool(x, mode, power=2.0), pool(x, mode))

@@ -237,7 +237,9 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
     if mode not in MODES:
         raise PoolError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     chosen = MODES[mode]
-    for option, given in (("power", power is not None), ("count_include_pad", count_include_pad),
+    # power=2.0 is the default in every mode's signature (SPEC), so passing it is no mistake
+    given_power = power is not None and power != 2
+    for option, given in (("power", given_power), ("count_include_pad", count_include_pad),
                           ("rounded", rounded)):
         if given and option not in chosen.options:
             owner = next(m.name for m in MODES.values() if option in m.options)
