@@ -80,6 +80,21 @@ def test_direct_pass_with_dilation_matches_reference(case, data):
     assert np.array_equal(got, one_axis_reference(x, g, "max", ceil_mode).reshape(got.shape))
 
 
+@pytest.mark.parametrize("mode", ["max", "min", "sum"])
+@settings(max_examples=40)
+@given(out=st.integers(1, 12), stride=st.integers(1, 5), data=st.data())
+def test_tile_pass_matches_reference(mode, out, stride, data):
+    window = data.draw(st.integers(1, stride))
+    g = make_axis(out * stride, window, stride, 1, (0, 0), False)
+    assert kernels.tiles(g)
+    x = np.random.default_rng(out * 7 + stride).integers(-50, 50, size=(3, out * stride))
+    x = x.astype(data.draw(st.sampled_from([np.uint8, np.int16, np.float32])))
+    work = np.dtype(np.int64) if mode == "sum" and x.dtype.kind != "f" else x.dtype
+    got = kernels.tile_pass(x, 1, g, COMBINE[mode], work)
+    want = one_axis_reference(x.reshape(3, -1, 1), g, mode, False).reshape(got.shape)
+    assert np.array_equal(got, want)
+
+
 def test_flat_pass_lets_padding_never_win_for_integers_and_bool():
     x = np.full((1, 9), np.iinfo(np.int8).min, np.int8)
     g = make_axis(9, 7, 1, 1, (6, 6), False)
@@ -109,7 +124,8 @@ def test_choose_pass_picks_each_kernel():
     rows = np.zeros((4, 64, 64), np.float32)
     pixels = np.zeros((64, 64, 3), np.uint8)
     assert kernels.choose_pass(rows.shape, 1, wide) is kernels.flat_pass
-    assert kernels.choose_pass(rows.shape, 2, small) is kernels.flat_pass  # short rows
+    assert kernels.choose_pass(rows.shape, 2, small) is kernels.tile_pass  # tiled last axis
+    assert kernels.choose_pass((4, 64, 65), 2, make_axis(65, 2, 2, 1, (0, 0), False)) is kernels.flat_pass
     assert kernels.choose_pass((64, 64, 64), 1, small) is kernels.direct_pass
     assert kernels.choose_pass(pixels.shape, 1, small) is kernels.flat_pass
     assert kernels.choose_pass(pixels.shape, 0, small) is kernels.direct_pass

@@ -3,6 +3,8 @@
 * :func:`direct_pass` combines, for each window offset, one strided slice of the input: no
   copy, no padding buffer; the fastest for small windows along axes with long rows behind
   them (the H of CHW).
+* :func:`tile_pass`: windows that tile the last axis (window == stride, no padding) are
+  evenly strided slices of the flat band: ``window`` one-dimensional operations in all.
 * :func:`flat_pass` works on the band as one flat array (padded once where needed): wide
   windows by doubling (:func:`sliding`, about log2(k) passes, so a 13x13 window costs little
   more than a 5x5), and axes followed by short rows or pixels (the W of CHW or HWC), where
@@ -42,6 +44,8 @@ def _empty(x: np.ndarray, axis: int, n: int, dtype, out: np.ndarray | None) -> n
 
 def choose_pass(shape: tuple[int, ...], axis: int, g: Axis):
     """The fastest exact pass along ``axis`` of an array of ``shape`` (see the module's docstring)."""
+    if axis == len(shape) - 1 and tiles(g):
+        return tile_pass
     if g.window == 1:
         return direct_pass
     if math.prod(shape[axis + 1:]) < SHORT_ROW_CELLS or g.window >= FLAT_MIN_WINDOW:
@@ -80,6 +84,33 @@ def direct_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np
             combine(partial, along(taps, axis, slice(filled - lo, None)), out=partial,
                     casting="unsafe")  # sums of uint64 wrap into int64, as NumPy's sum does
         filled = lo
+    return out
+
+
+def tiles(g: Axis) -> bool:
+    """Windows that tile the axis exactly: no padding, no overlap, no remainder."""
+    return (g.pad_begin == 0 and g.dilation == 1 and g.window <= g.stride
+            and g.out * g.stride == g.length)
+
+
+def tile_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
+    """The last axis, tiled by its windows: each tap is one evenly strided slice of the flat band.
+
+    Rows hold a whole number of windows, so windows never straddle two rows and the whole band
+    is pooled with ``window`` one-dimensional operations.
+    """
+    out = _empty(x, axis, g.out, dtype, out)
+    flat = x.reshape(-1)
+    target = out.reshape(-1) if out.flags.c_contiguous else np.empty(out.size, dtype)
+    s = g.stride
+    if g.window == 1:
+        target[...] = flat[0::s]
+    else:
+        combine(flat[0::s], flat[1::s], out=target, dtype=target.dtype, casting="unsafe")
+        for j in range(2, g.window):
+            combine(target, flat[j::s], out=target, casting="unsafe")
+    if target.base is not out and not np.shares_memory(target, out):
+        out[...] = target.reshape(out.shape)
     return out
 
 

@@ -332,7 +332,7 @@ def _quotient(total: np.ndarray, divisor, out: np.ndarray) -> None:
     if out.dtype.kind in "iu":  # floor(sum / n + 1/2) == (sum + n // 2) // n for whole n
         halfway = scratch.empty(total.shape, total.dtype)
         np.add(total, divisor // 2, out=halfway, casting="unsafe")
-        if isinstance(divisor, int) and divisor & (divisor - 1) == 0:  # a power of two
+        if isinstance(divisor, int) and divisor & (divisor - 1) == 0 and total.dtype.kind in "iu":
             np.right_shift(halfway, divisor.bit_length() - 1, out=out, casting="unsafe")
         else:
             np.floor_divide(halfway, divisor, out=out, casting="unsafe")
