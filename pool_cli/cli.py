@@ -176,11 +176,14 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
 
 
 def _check_outputs(output: str | None, fmt: str | None, items) -> None:
-    from .engine import is_folder_output
+    from .engine import is_folder_output, named_format, names_one_file
 
-    named = format_for_path(output) if output and "{" not in output else None
-    if fmt and named and named != fmt and not is_folder_output(output):
+    named = named_format(output)
+    if fmt and named and named != fmt:
         raise click.UsageError(f"-o {output} names a {named} file but --format is {fmt}")
+    if names_one_file(output) and not named and not fmt:
+        raise click.UsageError(f"-o {output}: unknown output format "
+                               "(use an extension like .png or .npy, or --format)")
     if output is None or len(items) < 2 or "{" in output or is_folder_output(output):
         if output and "{" in output:
             try:

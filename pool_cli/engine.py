@@ -140,22 +140,40 @@ def output_path(source: Source, options: OutputOptions, mode: str, fmt: str,
     return out
 
 
+def names_one_file(out: str | None) -> bool:
+    """``-o`` is a plain file path: not a folder, a template or standard output."""
+    return bool(out) and out != "-" and "{" not in out and not is_folder_output(out)
+
+
 def is_folder_output(out: str | None) -> bool:
     """``-o`` names a folder: it exists as one, or ends with a slash."""
     return out is not None and (out.endswith(("/", os.sep)) or os.path.isdir(out))
 
 
+def named_format(out: str | None) -> str | None:
+    """The format ``-o`` names by an extension of its own (a file, or a template ending in
+    ``.npy``, say), or None (no extension, ``{ext}``, a folder, standard output).
+
+    Examples
+    --------
+    >>> named_format("out/{stem}.{mode}.npy"), named_format("out/{stem}{ext}"), named_format("a.png")
+    ('npy', None, 'png')
+    """
+    if not out or out == "-" or is_folder_output(out):
+        return None
+    extension = os.path.splitext(out)[1]
+    return None if "{" in extension else io.format_for_path(out)
+
+
 def output_format(options: OutputOptions, loaded: io.Loaded) -> str:
-    """``--format``, else a plain output file's extension, else the input's own format."""
+    """``--format``, else the format ``-o`` names, else the input's own format."""
     out = options.output
     if options.format:
         return options.format
-    if out and out != "-" and "{" not in out and not is_folder_output(out):
-        fmt = io.format_for_path(out)
-        if fmt is None:
-            raise PoolError(f"{out}: unknown output format (use an extension like .png or .npy, or --format)")
-        return fmt
-    return loaded.format
+    named = named_format(out)
+    if named is None and names_one_file(out):
+        raise PoolError(f"{out}: unknown output format (use an extension like .png or .npy, or --format)")
+    return named or loaded.format
 
 
 class Batch:
@@ -234,11 +252,12 @@ class Batch:
         return rows
 
     def _spec_for(self, loaded: io.Loaded, array: np.ndarray, fmt: str) -> PoolSpec:
-        """The spec for one array: an image's layout; integer averages rounded for images."""
+        """The spec for one array: an image's layout; an image's averages rounded back into it."""
         spec = self.spec
         if spec.layout is None and loaded.layout is not None:
             spec = dataclasses.replace(spec, layout=loaded.layout)
-        if spec.mode.name == "avg" and fmt not in ("npy", "npz") and array.dtype.kind in "iu":
+        if spec.mode.name == "avg" and loaded.image_mode and fmt not in ("npy", "npz") \
+                and array.dtype.kind in "iu":
             spec = dataclasses.replace(spec, rounded=True)  # exact, and no float64 copy
         return spec
 

@@ -639,12 +639,28 @@ def test_default_output_keeps_the_input_extension():
     assert row["output"] == "scan_max.pgm"
 
 
-def test_unknown_output_extension_fails_without_writing():
+def test_unknown_output_extension_is_a_usage_error():
     npy()
-    result = run("max", "x.npy", "-o", "result.bin", code=1)
-    [line] = error_lines(result)
-    assert "x.npy" in line and "result.bin" in line
+    result = run("max", "x.npy", "-o", "result.bin", code=2)
+    assert "result.bin" in result.stderr and "unknown output format" in result.stderr
     assert sorted(snapshot()) == ["x.npy"]
+    run("max", "x.npy", "-o", "result.bin", "--format", "npy")  # --format says it
+    assert np.array_equal(np.load("result.bin"), pool(np.load("x.npy"), "max"))
+
+
+def test_a_template_with_its_own_extension_writes_that_format():
+    rgb("a.png", (6, 8, 3))
+    run("avg", "a.png", "-o", "t/{stem}.{mode}.npy", "-q")
+    got = np.load("t/a.avg.npy")  # full precision, not PNG bytes under a .npy name
+    assert got.dtype == np.float64
+    assert np.array_equal(got, pool(np.asarray(Image.open("a.png")), "avg", layout="HWC"))
+    run("avg", "a.png", "-o", "t/{stem}.npy", "--format", "png", code=2)
+
+
+def test_integer_arrays_are_not_rounded_silently_into_images():
+    np.save("u8.npy", np.arange(16, dtype=np.uint8).reshape(4, 4))
+    result = run("avg", "u8.npy", "-o", "u8.png", code=1)
+    assert "use .npy" in result.stderr or ".npy" in error_lines(result)[0]
 
 
 def test_result_that_an_image_format_cannot_hold_fails_cleanly():

@@ -34,7 +34,8 @@ def resolve_layout(layout: str | None, ndim: int) -> str:
     """
     if layout is None:
         if ndim not in DEFAULT_LAYOUTS:
-            raise PoolError(f"a {ndim}-D array has no default layout: give one, e.g. layout='NCDHW'")
+            raise PoolError(f"a {ndim}-D array has no default layout: give its axis letters "
+                            f"(N, C, D, H, W), e.g. NCDHW")
         return DEFAULT_LAYOUTS[ndim]
     checked = check_layout(layout)
     if len(checked) != ndim:
@@ -170,11 +171,13 @@ class Axis:
 
 
 @functools.lru_cache(maxsize=1024)
-def _counts(self: Axis, include_pad: bool) -> np.ndarray:
-        s, d = self.stride, self.dilation
-        taps = np.arange(self.out)[:, None] * s - self.pad_begin + np.arange(self.window) * d
-        lo, hi = (-self.pad_begin, self.length + self.pad_end) if include_pad else (0, self.length)
-        return ((taps >= lo) & (taps < hi)).sum(axis=1)
+def _counts(g: Axis, include_pad: bool) -> np.ndarray:
+    # cached (every band asks again), so handed out read-only
+    taps = np.arange(g.out)[:, None] * g.stride - g.pad_begin + np.arange(g.window) * g.dilation
+    lo, hi = (-g.pad_begin, g.length + g.pad_end) if include_pad else (0, g.length)
+    counts = ((taps >= lo) & (taps < hi)).sum(axis=1)
+    counts.flags.writeable = False
+    return counts
 
 
 @functools.lru_cache(maxsize=1024)

@@ -100,8 +100,12 @@ class WindowPlan(Plan):
         return math.prod(g.window for g in self.geometry)
 
     def _order(self) -> list[int]:
-        """Spatial axes in pooling order: the one that shrinks most first."""
-        return sorted(range(len(self.axes)), key=lambda i: self.geometry[i].out / self.geometry[i].length)
+        """Spatial axes in pooling order: the largest stride (it shrinks most) first.
+
+        Decided by strides alone, never by a band's lengths, so that every band of an input
+        adds its sums in the same order: any band split gives the same bits.
+        """
+        return sorted(range(len(self.axes)), key=lambda i: -self.geometry[i].stride)
 
     def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
         """Pool ``x`` one spatial axis at a time."""
