@@ -716,12 +716,12 @@ ERROR_CASES = [
     ("output_size_too_big_int", X1, "avg", dict(output_size=6)),
     ("output_size_zero", X2, "max", dict(output_size=0)),
     ("output_size_axis_zero", X2, "max", dict(output_size=(1, 0))),
-    ("output_size_with_window", X2, "max", dict(output_size=2, window=2)),
+    ("output_size_with_window", X2, "max", dict(output_size=2, window=3)),
     ("output_size_with_stride", X2, "max", dict(output_size=2, stride=1)),
     ("output_size_with_padding", X2, "max", dict(output_size=2, padding=1)),
     ("output_size_with_dilation", X2, "max", dict(output_size=2, dilation=2)),
     ("output_size_with_ceil", X2, "max", dict(output_size=2, ceil_mode=True)),
-    ("global_with_window", X2, "max", dict(global_pool=True, window=2)),
+    ("global_with_window", X2, "max", dict(global_pool=True, window=3)),
     ("global_with_stride", X2, "max", dict(global_pool=True, stride=2)),
     ("global_with_padding", X2, "max", dict(global_pool=True, padding=1)),
     ("global_with_dilation", X2, "max", dict(global_pool=True, dilation=2)),
@@ -882,3 +882,11 @@ def test_the_signature_default_power_is_accepted_by_every_mode():
     x = np.arange(16.0).reshape(4, 4)
     for mode in ("max", "min", "avg", "sum"):
         assert np.array_equal(pool(x, mode, power=2.0), pool(x, mode))
+
+
+def test_global_and_adaptive_accept_the_signature_defaults():
+    x = np.arange(48.0).reshape(3, 4, 4)
+    assert np.array_equal(pool(x, "max", window=2, padding=0, dilation=1, global_pool=True),
+                          pool(x, "max", global_pool=True))
+    with pytest.raises(PoolError, match="replaces window"):
+        pool(x, "max", window=3, global_pool=True)

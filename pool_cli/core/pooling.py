@@ -269,12 +269,14 @@ def _adaptive_or_global_spec(mode, window, stride, padding, dilation, ceil_mode,
     if global_pool and output_size is not None:
         raise PoolError("global pooling and output_size exclude each other")
     what = "global pooling" if global_pool else "output_size"
+    # the signature's defaults (window=2, no stride, padding 0, dilation 1) are no mistake
     unused = [name for name, is_set in (
-        ("window", window is not None), ("stride", stride is not None),
-        ("padding", parse_padding(padding) != ((0, 0),)),
+        ("window", window is not None and parse_sizes(window, "window") != (2,)),
+        ("stride", stride is not None), ("padding", parse_padding(padding) != ((0, 0),)),
         ("dilation", parse_sizes(dilation, "dilation") != (1,)), ("ceil_mode", ceil_mode)) if is_set]
     if unused:
-        raise PoolError(f"{what} replaces {', '.join(unused)}: leave {'it' if len(unused) == 1 else 'them'} out")
+        them = "it" if len(unused) == 1 else "them"
+        raise PoolError(f"{what} replaces {', '.join(unused)}: leave {them} out")
     sizes = None
     if output_size is not None:
         sizes = parse_sizes(output_size, "output_size")
