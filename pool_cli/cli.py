@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .core.errors import PoolError
-from .core.modes import MODES, Mode
+from .core.modes import MODES, Mode, owner_of, split_options
 
 from .formats import FORMATS, format_for_path
 
@@ -138,7 +138,7 @@ def _modes_options(modes: str, geometry: dict, quiet: bool) -> tuple[list[str], 
     _drop_replaced(geometry, quiet)
     options = _given(geometry)
     for option in ("power", "count_include_pad"):
-        owner = next(m.name for m in MODES.values() if option in m.options)
+        owner = owner_of(option)
         if option in options and owner not in names:
             raise click.UsageError(f"--{option.replace('_', '-')} is an option of {owner}, "
                                    f"which --modes does not include")
@@ -154,9 +154,8 @@ def _given(options: dict) -> dict:
 
 def _options_for(mode: str, options: dict) -> dict:
     """The options that ``mode`` takes: the shared ones, and its own mode-specific ones."""
-    specific = {o for m in MODES.values() for o in m.options}
-    own = MODES[mode].options if mode in MODES else ()
-    return {k: v for k, v in options.items() if k not in specific or k in own}
+    shared, own = split_options(mode, options)
+    return {**shared, **own}
 
 
 def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_quality,

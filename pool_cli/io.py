@@ -404,7 +404,7 @@ def _precision_warnings(name: str, fmt: str, head: bytes, im: Image.Image) -> li
         return []
     return [
         f"{name}: {bits}-bit colour read as 8 bits per channel by Pillow: "
-        "precision lost; convert to .npy to keep all bits"
+        "precision lost (to keep all bits, convert the file to .npy with another tool first)"
     ]
 
 

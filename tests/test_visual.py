@@ -694,15 +694,17 @@ class TestAnalyze:
         with pytest.raises(PoolError):
             analyze(x, None, ["max"], windows=[0])
 
-    def test_timing_wraps_only_pool(self, monkeypatch):
+    def test_timing_wraps_only_the_pooling(self, monkeypatch):
+        from pool_cli.core.pooling import PoolSpec
+
         calls = []
-        real = analyze_mod.pool
+        real = PoolSpec.run
 
-        def counting(*args, **kwargs):
+        def counting(self, *args, **kwargs):
             calls.append(1)
-            return real(*args, **kwargs)
+            return real(self, *args, **kwargs)
 
-        monkeypatch.setattr(analyze_mod, "pool", counting)
+        monkeypatch.setattr(PoolSpec, "run", counting)
         analyze(np.zeros((8, 8)), None, ["max", "avg"], windows=[2], repeat=4)
         assert len(calls) == 8
 

@@ -67,3 +67,25 @@ MODES: dict[str, Mode] = {
         Mode("lp", "Lp norm of each window, (sum |x|^p)^(1/p)", "add", options=("power",)),
     )
 }
+
+SPECIFIC_OPTIONS = frozenset(option for mode in MODES.values() for option in mode.options)
+
+
+def owner_of(option: str) -> str:
+    """The mode a mode-specific option belongs to.
+
+    >>> owner_of("power")
+    'lp'
+    """
+    return next(mode.name for mode in MODES.values() if option in mode.options)
+
+
+def split_options(mode: str, options: dict) -> tuple[dict, dict]:
+    """The options every mode shares, and ``mode``'s own ones (other modes' are left out).
+
+    >>> split_options("avg", {"window": 2, "power": 3, "count_include_pad": True})
+    ({'window': 2}, {'count_include_pad': True})
+    """
+    shared = {k: v for k, v in options.items() if k not in SPECIFIC_OPTIONS}
+    own = {k: v for k, v in options.items() if mode in MODES and k in MODES[mode].options}
+    return shared, own

@@ -19,7 +19,7 @@ from .geometry import (
     broadcast, check_layout, check_padding_fits, make_axis, parse_padding, parse_sizes,
     resolve_layout, spatial_axes,
 )
-from .modes import MODES, Mode
+from .modes import MODES, Mode, owner_of
 from .plans import AdaptivePlan, GlobalPlan, WindowPlan, broadcast_product
 
 REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "V": "structured",
@@ -242,7 +242,7 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
     for option, given in (("power", given_power), ("count_include_pad", count_include_pad),
                           ("rounded", rounded)):
         if given and option not in chosen.options:
-            owner = next(m.name for m in MODES.values() if option in m.options)
+            owner = owner_of(option)
             raise PoolError(f"{option} is an option of {owner} only, not of {mode}")
     power = 2.0 if power is None else _check_power(power)
     padding = 0 if padding is None else padding

@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from pool_cli.core import MODES, PoolError, make_spec, pool
+from pool_cli.core import PoolError, make_spec
+from pool_cli.core.modes import split_options
 from pool_cli.core.geometry import resolve_layout
 from .metrics import default_data_range, energy_kept, psnr, ssim, upscale_nearest
 
@@ -23,7 +24,6 @@ __all__ = ["Analysis", "UPSCALING", "analyze", "geometry_label"]
 UPSCALING = ("nearest neighbour: each input cell takes the output whose window covers it "
              "(the window centred nearest to it where windows overlap)")
 
-_MODE_OPTIONS = ("power", "count_include_pad")
 
 
 class Analysis(list):
@@ -139,7 +139,6 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
     a = np.asarray(x)
     layout = resolve_layout(layout, a.ndim)
     L = default_data_range(a) if data_range is None else float(data_range)
-    geometry_options = {k: v for k, v in pool_options.items() if k not in _MODE_OPTIONS}
     if strides is None:
         geometries = [(window, None) for window in windows]
     elif paired:
@@ -150,9 +149,8 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
         geometries = list(itertools.product(windows, strides))
     jobs = []
     for mode, (window, stride) in itertools.product(modes, geometries):
-        extra = {k: v for k, v in pool_options.items()
-                 if k in _MODE_OPTIONS and mode in MODES and k in MODES[mode].options}
-        options = dict(window=window, stride=stride, layout=layout, **geometry_options, **extra)
+        shared, own = split_options(mode, pool_options)
+        options = dict(window=window, stride=stride, layout=layout, **shared, **own)
         jobs.append((mode, options, make_spec(mode, **options)))  # usage errors raise here
 
     reference = a.astype(np.float64)
@@ -168,7 +166,7 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
         times = []
         for _ in range(max(1, int(repeat))):
             t0 = time.perf_counter()
-            y = pool(a, mode, **options)
+            y = spec.run(a, plan)  # the pooling alone: parsed and planned once, above
             times.append(time.perf_counter() - t0)
         median = float(np.median(times))
         compared, compared_as = _on_input_scale(y, mode, plan, options, match_scale)

@@ -21,7 +21,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pool_cli.core import MODES, make_spec, pool
+from pool_cli.core import make_spec
+from pool_cli.core.modes import split_options
 from pool_cli.core.geometry import resolve_layout
 from .colormaps import DIVERGING, apply_colormap, get_colormap
 from .metrics import upscale_nearest
@@ -688,9 +689,6 @@ class CompareResult(NamedTuple):
     rows: list[dict]
 
 
-_MODE_OPTIONS = ("power", "count_include_pad")
-
-
 def _mode_title(mode: str, options: dict) -> str:
     if mode == "lp":
         return f"lp (p={format_value(options.get('power') or 2.0)})"
@@ -773,11 +771,9 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
         raise ValueError(f"kind must be 'auto', 'image' or 'features', not {kind!r}")
     if kind == "image" and not _is_image_layout(layout, a.shape):
         raise ValueError(f"an image is HW or HWC with 1-4 channels, not {layout} {a.shape}")
-    geometry = {k: v for k, v in pool_options.items() if k not in _MODE_OPTIONS}
     jobs = []
     for mode in modes:
-        extra = {k: v for k, v in pool_options.items()
-                 if k in _MODE_OPTIONS and mode in MODES and k in MODES[mode].options}
+        geometry, extra = split_options(mode, pool_options)
         spec = make_spec(mode, layout=layout, **geometry, **extra)
         jobs.append((mode, extra, spec, spec.plan(a.shape)))
 
@@ -808,11 +804,10 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
                render(a, in_range if kind == "image" else "own"))]
     rows = []
     for mode, extra, spec, plan in jobs:
-        call = {**geometry, **extra}
         times = []
         for _ in range(max(1, int(repeat))):
             t0 = time.perf_counter()
-            y = pool(a, mode, layout=layout, **call)
+            y = spec.run(a, plan)
             times.append(time.perf_counter() - t0)
         ms = float(np.median(times)) * 1e3
         up = upscale_nearest(y, a.shape, plan)
@@ -838,7 +833,7 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
     footer = ["pooled outputs scaled back up to the input's size with nearest neighbour "
               "(each output over the cells its window covers)"]
     if repeat > 1:
-        footer.append(f"times: median of {int(repeat)} runs of pool()")
+        footer.append(f"times: median of {int(repeat)} runs of the pooling")
     sheet = compose_sheet(panels, columns=columns, title=title, notes=footer + notes)
     return CompareResult(sheet, notes, rows)
 
