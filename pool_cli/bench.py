@@ -2,9 +2,8 @@
 
 Every workload (see :data:`WORKLOADS`) is run by
 
-* ``poolcli`` -- :func:`pool_cli.pool` (``threads=`` is passed when the core has that keyword;
-  W6b uses ``rounded=True`` when the core has it, else :func:`round_half_up_uint8` of the
-  float64 average);
+* ``poolcli`` -- :func:`pool_cli.pool` with ``threads=`` (W6b with ``rounded=True``: the uint8
+  average written back as an image);
 * ``copy bound`` -- ``np.copyto(dst, x)`` into a preallocated array of the input's shape and
   dtype: one full read and one full write, what a pooling pass can hardly beat;
 * ``read bound`` -- ``np.max(x)``: a full read with a tiny output.  It is the fastest full read
@@ -71,7 +70,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import inspect
 import json
 import statistics
 import time
@@ -190,27 +188,12 @@ def round_half_up_uint8(avg: np.ndarray) -> np.ndarray:
 # poolcli and the bounds
 # --------------------------------------------------------------------------------------------
 
-def pool_supports(keyword: str) -> bool:
-    """Whether :func:`pool_cli.pool` takes ``keyword`` (``threads``, ``rounded``): the bench
-    works with the core before and after such a keyword lands."""
-    return keyword in inspect.signature(pool).parameters
-
-
-def pool_supports_threads() -> bool:
-    return pool_supports("threads")
-
-
 def poolcli_call(w: Workload, x: np.ndarray, threads: int) -> tuple[Callable[[], np.ndarray], str]:
     """The timed poolcli call for a workload, and how it rounds (for the note)."""
-    kwargs = w.pool_kwargs()
-    if pool_supports("threads"):
-        kwargs["threads"] = threads
+    kwargs = dict(w.pool_kwargs(), threads=threads)
     if not w.round_uint8:
         return (lambda: pool(x, w.mode, **kwargs)), ""
-    if pool_supports("rounded"):
-        kwargs["rounded"] = True
-        return (lambda: pool(x, w.mode, **kwargs)), "pool(rounded=True)"
-    return (lambda: round_half_up_uint8(pool(x, w.mode, **kwargs))), "pool + round_half_up_uint8"
+    return (lambda: pool(x, w.mode, rounded=True, **kwargs)), "pool(rounded=True)"
 
 
 def _blocks(n: int, parts: int) -> list[slice]:
@@ -605,7 +588,6 @@ def run_bench(quick: bool = False, threads: int | None = None, repeat: int | Non
     versions = {p.name: p.version() for p in peers}
     versions.update({"poolcli": __version__, "copy bound": np.__version__,
                      "read bound": np.__version__})
-    pool_threads = threads if pool_supports_threads() else 1
 
     rows: list[dict] = []
     inputs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -620,7 +602,7 @@ def run_bench(quick: bool = False, threads: int | None = None, repeat: int | Non
                     x = make_input(*key)
                     inputs[key] = (x, np.empty_like(x))
                 x, dst = inputs[key]
-                rows += _run_workload(w, size, x, dst, threads, pool_threads, repeat, budget,
+                rows += _run_workload(w, size, x, dst, threads, repeat, budget,
                                       peers, versions, executor)
                 later = {(v.shape(size), np.dtype(v.dtype).str) for v in chosen[step + 1:]}
                 for old in [k for k in inputs if k not in later]:
@@ -637,7 +619,7 @@ def run_bench(quick: bool = False, threads: int | None = None, repeat: int | Non
 BOUNDS = ("copy bound", "read bound")
 
 
-def _run_workload(w, size, x, dst, threads, pool_threads, repeat, budget, peers, versions,
+def _run_workload(w, size, x, dst, threads, repeat, budget, peers, versions,
                   executor) -> list[dict]:
     base = {"workload": w.id, "description": w.describe(size), "shape": list(x.shape),
             "dtype": str(x.dtype)}
@@ -651,13 +633,11 @@ def _run_workload(w, size, x, dst, threads, pool_threads, repeat, budget, peers,
             r["time_ms_min"] = min(times) * 1e3
         return r
 
-    run_pool, pool_note = poolcli_call(w, x, pool_threads)
-    if threads > 1 and pool_threads == 1:
-        pool_note = "; ".join(filter(None, [pool_note, "pool() has no threads= keyword: 1 thread"]))
+    run_pool, pool_note = poolcli_call(w, x, threads)
     try:
         ref = run_pool()  # the untimed first run, and the reference for every peer
     except Exception as error:  # noqa: BLE001 -- reported, not raised
-        return [row("poolcli", "error", _first_line(error), used_threads=pool_threads)]
+        return [row("poolcli", "error", _first_line(error), used_threads=threads)]
     copy, read = bound_calls(x, dst, threads, executor)
     copy(), read()
     timed = [_Timed("poolcli", run_pool, repeat), _Timed("copy bound", copy, repeat),
@@ -675,7 +655,7 @@ def _run_workload(w, size, x, dst, threads, pool_threads, repeat, budget, peers,
     _time_round_robin(timed, repeat)
 
     rows = [row(t.impl, "ok", notes[t.impl], times=t.times, runs=len(t.times),
-                used_threads=pool_threads if t.impl == "poolcli" else threads)
+                used_threads=threads)
             for t in timed[:3]]
     for peer in peers:
         candidates = [t for t in timed[3:] if t.impl == peer.name]

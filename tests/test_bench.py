@@ -78,9 +78,7 @@ def test_rows_have_every_field_and_consistent_ratios():
     assert by(rows, "W1", "copy bound")["ratio_copy"] == 1.0
     assert by(rows, "W6b", "poolcli")["dtype"] == "uint8"
     assert by(rows, "W6b", "poolcli")["description"] == "uint8 (12,18,3) HWC, avg 2x2 s2 -> uint8"
-    rounding = ("pool(rounded=True)" if bench.pool_supports("rounded")
-                else "pool + round_half_up_uint8")
-    assert by(rows, "W6b", "poolcli")["note"] == rounding
+    assert by(rows, "W6b", "poolcli")["note"] == "pool(rounded=True)"
 
 
 def test_absent_peers_are_omitted(monkeypatch):
@@ -160,8 +158,6 @@ def test_window_ratio_of_w5():
 
 def test_threads_are_passed_when_pool_takes_them(monkeypatch):
     rows = tiny(["W1"], threads=2)
-    if not bench.pool_supports_threads():
-        assert "1 thread" in by(rows, "W1", "poolcli")["note"]
     assert "2 leading-axis blocks" in by(rows, "W1", "copy bound")["note"]
     assert by(rows, "W1", "read bound")["threads"] == 2
     seen = []
@@ -169,11 +165,12 @@ def test_threads_are_passed_when_pool_takes_them(monkeypatch):
     def threaded_pool(x, mode, threads=None, **kwargs):
         seen.append(threads)
         return pool(x, mode, **kwargs)
+
     monkeypatch.setattr(bench, "pool", threaded_pool)
     rows = tiny(["W1", "W6b"], threads=2, repeat=2)
     assert seen == [2] * 6 and by(rows, "W1", "poolcli")["threads"] == 2
     assert by(rows, "W1", "poolcli")["note"] == ""
-    assert by(rows, "W6b", "poolcli")["note"] == "pool + round_half_up_uint8"  # no rounded=
+    assert by(rows, "W6b", "poolcli")["note"] == "pool(rounded=True)"
     seen.clear()
     tiny(["W1"], repeat=1)
     assert seen == [1, 1]
