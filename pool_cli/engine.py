@@ -9,12 +9,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -373,17 +371,6 @@ def check_picture(path: str, dest: str, overwrite: bool) -> None:
         check_output(path, dest, overwrite, set() if path == "-" else {os.path.realpath(path)})
 
 
-def save_picture(dest: str, image, overwrite: bool) -> None:
-    """Write a picture as PNG: to a file (atomically), or to standard output for ``-``."""
-    if dest == "-":
-        buffer = BytesIO()  # encoded whole first: nothing half-written on failure
-        image.save(buffer, format="PNG", compress_level=6)
-        sys.stdout.buffer.write(buffer.getvalue())
-        sys.stdout.buffer.flush()
-    else:
-        io.save_picture(dest, image, overwrite=overwrite)
-
-
 def compare(path: str, modes: list[str], layout: str | None, options: dict, output: str | None,
             overwrite: bool, repeat: int) -> tuple[str, list[dict], list[str]]:
     """``poolcli compare``: the contact sheet of one input, written; returns path, rows, notes."""
@@ -394,7 +381,7 @@ def compare(path: str, modes: list[str], layout: str | None, options: dict, outp
         dest = picture_path(path, output, stem, "compare", overwrite)
         sheet = compare_sheet(x, modes, layout, title=os.path.basename(path), repeat=repeat,
                               **options)
-        save_picture(dest, sheet.image, overwrite)
+        io.save_picture(dest, sheet.image, overwrite=overwrite)
     return dest, sheet.rows, sheet.notes
 
 
@@ -413,7 +400,7 @@ def show(path: str, layout: str | None, output: str | None, overwrite: bool, *, 
             pair = (spec.run(x, plan), plan)
         image, notes = feature_grid(x, layout, channels=channels, normalize=normalize, cmap=cmap,
                                     before_after=pair, page=page, title=os.path.basename(path))
-        save_picture(dest, image, overwrite)
+        io.save_picture(dest, image, overwrite=overwrite)
     return dest, notes
 
 
@@ -437,5 +424,5 @@ def analyze(path: str, layout: str | None, modes, windows, strides, repeat: int,
             raise PoolError(f"no geometry fits: {rows.skipped[0]}{more}")
         if plot:
             title = f"{os.path.basename(path)}: time against PSNR"
-            save_picture(plot, scatter_plot(points_from_rows(rows), title=title), overwrite)
+            io.save_picture(plot, scatter_plot(points_from_rows(rows), title=title), overwrite=overwrite)
     return rows

@@ -815,7 +815,17 @@ def _span_bytes(view: np.ndarray) -> int:
     return sum((n - 1) * abs(s) for n, s in zip(view.shape, view.strides)) + view.itemsize
 
 
-def save_picture(dest: str, image, *, overwrite: bool = False) -> None:
-    """Write a Pillow image as PNG, atomically (sheets, grids and plots)."""
-    _write_atomically(dest, "png", lambda f: image.save(f, format="PNG", compress_level=6),
-                      overwrite)
+def save_picture(dest: str, image, *, overwrite: bool = False,
+                 stdout: BinaryIO | None = None) -> None:
+    """Write a Pillow image (a sheet, a grid, a plot) as PNG: atomically, or to ``stdout`` for "-"."""
+    def encode(f: BinaryIO) -> None:
+        image.save(f, format="PNG", compress_level=6)
+
+    if dest != "-":
+        _write_atomically(dest, "png", encode, overwrite)
+        return
+    buffer = io.BytesIO()  # encoded whole first: nothing half-written on failure
+    encode(buffer)
+    out = stdout if stdout is not None else sys.stdout.buffer
+    out.write(buffer.getvalue())
+    out.flush()

@@ -858,7 +858,7 @@ def test_table_has_a_row_per_input_with_shapes_dtypes_and_timings():
 
 def test_json_has_every_spec_field():
     rgb("a.png", (6, 8, 3))
-    x = npy("x.npy", (2, 3, 9, 10), dtype=np.int32)
+    npy("x.npy", (2, 3, 9, 10), dtype=np.int32)
     result = run("avg", "a.png", "x.npy", "missing.png", "--json", "-w", "3,2", "-s", "2,1",
                  "-p", "1:0,0:1", "-d", "1,2", "--ceil-mode", code=1)
     a, b, c = json_rows(result.stdout)

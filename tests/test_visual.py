@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pool_cli import PoolError, make_spec, pool
-from pool_cli.visual import analysis as analyze_mod
 from pool_cli.visual.analysis import analyze, geometry_label
 from pool_cli.visual.colormaps import (
     COLORMAPS, apply_colormap, get_colormap, lightness, moreland_diverging, srgb_to_lab,
