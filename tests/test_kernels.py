@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pool_cli import PoolError, pool
+from pool_cli import PoolError, make_spec, pool
 from pool_cli.core import execute, kernels, scratch
 from pool_cli.core.geometry import make_axis
 from reference import ref_pool
@@ -210,3 +210,15 @@ def test_wide_windows_are_exact_on_realistic_sizes():
     got = pool(x, "avg", window=13, stride=1, padding=6)
     want = ref_pool(x, "avg", (13, 13), (1, 1), ((6, 6), (6, 6)), (1, 1))
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,layout", [((3, 40, 70), "CHW"), ((40, 37, 3), "HWC")])
+@pytest.mark.parametrize("mode", ["max", "avg", "sum"])
+def test_bands_staged_into_cache_give_the_same_bits(monkeypatch, shape, layout, mode):
+    x = np.random.default_rng(9).standard_normal(shape).astype(np.float32)
+    kwargs = dict(window=3, stride=2, padding=1, layout=layout)
+    plain = pool(x, mode, **kwargs)
+    monkeypatch.setattr(execute, "STAGE_MIN_BYTES", 0)
+    monkeypatch.setattr(execute, "BAND_BYTES", 1000)
+    assert pool(x, mode, **kwargs).tobytes() == plain.tobytes()
+    assert make_spec(mode, **kwargs).plan(x.shape).stages_bands(x.itemsize)  # it really ran

@@ -39,7 +39,7 @@ def default_threads() -> int:
 def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | None,
               band_bytes: int | None = None) -> np.ndarray:
     """Call ``pool_band(x_part, band, out_part)`` for every band of ``plan``, in parallel."""
-    staged = x.nbytes > STAGE_MIN_BYTES and plan.reads_input_in_place
+    staged = x.nbytes > STAGE_MIN_BYTES and plan.stages_bands(x.itemsize)
 
     def one(band):
         # NaN and inf are values here, not errors (errstate is per thread)

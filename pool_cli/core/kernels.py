@@ -65,23 +65,32 @@ def _trailing_contiguous(x: np.ndarray, axis: int) -> bool:
 def direct_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
     """Combine one strided slice per window offset; padding is skipped, never filled.
 
-    An output's first in-range tap is copied in, later taps are combined with it, so no
-    initial value is needed and padding can never win.
+    An output's first in-range taps are combined into it (or the first copied in), later taps
+    are combined with it, so no initial value is needed and padding can never win.
     """
     out = _empty(x, axis, g.out, dtype, out)
     s = g.stride
-    filled = None  # outputs [filled, ...) already hold a partial result
-    for j, (lo, hi) in enumerate(g.offset_ranges()):
-        if lo == hi:
-            continue
+
+    def taps(j, lo, hi):
         start = lo * s - g.pad_begin + j * g.dilation
-        taps = along(x, axis, slice(start, start + (hi - lo - 1) * s + 1, s))
+        return along(x, axis, slice(start, start + (hi - lo - 1) * s + 1, s))
+
+    ranges = [(j, lo, hi) for j, (lo, hi) in enumerate(g.offset_ranges()) if lo < hi]
+    filled = None  # outputs [filled, ...) already hold a partial result
+    if len(ranges) > 1 and ranges[0][1:] == ranges[1][1:]:
+        # the first two taps reach the same outputs: one operation instead of copy + combine
+        (j0, lo, hi), (j1, _, _) = ranges[:2]
+        combine(taps(j0, lo, hi), taps(j1, lo, hi), out=along(out, axis, slice(lo, hi)),
+                dtype=out.dtype, casting="unsafe")
+        filled, ranges = lo, ranges[2:]
+    for j, lo, hi in ranges:
         if filled is None:
-            along(out, axis, slice(lo, hi))[...] = taps
+            along(out, axis, slice(lo, hi))[...] = taps(j, lo, hi)
         else:
-            along(out, axis, slice(lo, filled))[...] = along(taps, axis, slice(0, filled - lo))
+            tapped = taps(j, lo, hi)
+            along(out, axis, slice(lo, filled))[...] = along(tapped, axis, slice(0, filled - lo))
             partial = along(out, axis, slice(filled, hi))
-            combine(partial, along(taps, axis, slice(filled - lo, None)), out=partial,
+            combine(partial, along(tapped, axis, slice(filled - lo, None)), out=partial,
                     casting="unsafe")  # sums of uint64 wrap into int64, as NumPy's sum does
         filled = lo
     return out

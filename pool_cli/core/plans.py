@@ -18,6 +18,10 @@ from .geometry import Axis, adaptive_bounds
 from .kernels import choose_pass, direct_pass
 
 
+# Rows shorter than this, read with a stride, are copied into cache before pooling.
+STAGED_ROW_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Band:
     """One independent piece of a pooling: input index, output index, and its own plan
@@ -36,8 +40,9 @@ class Plan:
     axes: tuple[int, ...]
     in_shape: tuple[int, ...]
 
-    # Whether a band is best read where it lies; WindowPlan says when it is not.
-    reads_input_in_place = False
+    def stages_bands(self, itemsize: int) -> bool:
+        """Whether a band is best copied into cache before it is pooled (see WindowPlan)."""
+        return False
 
     def _out_shape(self, sizes) -> tuple[int, ...]:
         shape = list(self.in_shape)
@@ -116,11 +121,15 @@ class WindowPlan(Plan):
             x = choose_pass(x.shape, axis, g)(x, axis, g, combine, dtype, last)
         return x
 
-    @property
-    def reads_input_in_place(self) -> bool:
-        """The first pass reads the input where it lies (a direct pass), not a padded copy."""
+    def stages_bands(self, itemsize: int) -> bool:
+        """Copy each band into cache first when the first pass reads it in place with a stride,
+        in rows too short for the hardware prefetcher (the H of CHW; measured: it helps there,
+        and costs with stride 1 or long rows, benchmarks/README.md)."""
         i = self._order()[0]
-        return choose_pass(self.in_shape, self.axes[i], self.geometry[i]) is direct_pass
+        axis, g = self.axes[i], self.geometry[i]
+        row_bytes = math.prod(self.in_shape[axis + 1:]) * itemsize
+        return (g.stride > 1 and row_bytes < STAGED_ROW_BYTES
+                and choose_pass(self.in_shape, axis, g) is direct_pass)
 
     def axis_counts(self, include_pad: bool) -> list[tuple[int, np.ndarray]]:
         return [(a, g.counts(include_pad)) for a, g in zip(self.axes, self.geometry)]
