@@ -82,16 +82,16 @@ def test_direct_pass_with_dilation_matches_reference(case, data):
 
 @pytest.mark.parametrize("mode", ["max", "min", "sum"])
 @settings(max_examples=40)
-@given(out=st.integers(1, 12), stride=st.integers(1, 5), data=st.data())
-def test_tile_pass_matches_reference(mode, out, stride, data):
+@given(out=st.integers(1, 12), stride=st.integers(1, 5), cells=st.integers(1, 4), data=st.data())
+def test_tile_pass_matches_reference(mode, out, stride, cells, data):
     window = data.draw(st.integers(1, stride))
     g = make_axis(out * stride, window, stride, 1, (0, 0), False)
     assert kernels.tiles(g)
-    x = np.random.default_rng(out * 7 + stride).integers(-50, 50, size=(3, out * stride))
+    x = np.random.default_rng(out * 7 + stride).integers(-50, 50, size=(3, out * stride, cells))
     x = x.astype(data.draw(st.sampled_from([np.uint8, np.int16, np.float32])))
     work = np.dtype(np.int64) if mode == "sum" and x.dtype.kind != "f" else x.dtype
     got = kernels.tile_pass(x, 1, g, COMBINE[mode], work)
-    want = one_axis_reference(x.reshape(3, -1, 1), g, mode, False).reshape(got.shape)
+    want = one_axis_reference(x, g, mode, False).reshape(got.shape)
     assert np.array_equal(got, want)
 
 
@@ -127,7 +127,8 @@ def test_choose_pass_picks_each_kernel():
     assert kernels.choose_pass(rows.shape, 2, small) is kernels.tile_pass  # tiled last axis
     assert kernels.choose_pass((4, 64, 65), 2, make_axis(65, 2, 2, 1, (0, 0), False)) is kernels.flat_pass
     assert kernels.choose_pass((64, 64, 64), 1, small) is kernels.direct_pass
-    assert kernels.choose_pass(pixels.shape, 1, small) is kernels.flat_pass
+    assert kernels.choose_pass(pixels.shape, 1, small) is kernels.tile_pass
+    assert kernels.choose_pass(pixels.shape, 1, make_axis(64, 3, 2, 1, (1, 1), False)) is kernels.flat_pass
     assert kernels.choose_pass(pixels.shape, 0, small) is kernels.direct_pass
 
 

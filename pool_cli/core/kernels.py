@@ -3,8 +3,8 @@
 * :func:`direct_pass` combines, for each window offset, one strided slice of the input: no
   copy, no padding buffer; the fastest for small windows along axes with long rows behind
   them (the H of CHW).
-* :func:`tile_pass`: windows that tile the last axis (window == stride, no padding) are
-  evenly strided slices of the flat band: ``window`` one-dimensional operations in all.
+* :func:`tile_pass`: windows that tile an axis followed by at most a pixel (window == stride,
+  no padding; the W of CHW or HWC) are evenly strided slices of the flat band, per cell.
 * :func:`flat_pass` works on the band as one flat array (padded once where needed): wide
   windows by doubling (:func:`sliding`, about log2(k) passes, so a 13x13 window costs little
   more than a 5x5), and axes followed by short rows or pixels (the W of CHW or HWC), where
@@ -44,7 +44,7 @@ def _empty(x: np.ndarray, axis: int, n: int, dtype, out: np.ndarray | None) -> n
 
 def choose_pass(shape: tuple[int, ...], axis: int, g: Axis):
     """The fastest exact pass along ``axis`` of an array of ``shape`` (see the module's docstring)."""
-    if axis == len(shape) - 1 and tiles(g):
+    if tiles(g) and math.prod(shape[axis + 1:]) <= PIXEL_PASS_MAX_CELLS:
         return tile_pass
     if g.window == 1:
         return direct_pass
@@ -103,22 +103,27 @@ def tiles(g: Axis) -> bool:
 
 
 def tile_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
-    """The last axis, tiled by its windows: each tap is one evenly strided slice of the flat band.
+    """An axis followed by at most a pixel (the W of CHW or HWC), tiled by its windows.
 
-    Rows hold a whole number of windows, so windows never straddle two rows and the whole band
-    is pooled with ``window`` one-dimensional operations.
+    Rows hold a whole number of windows, so no window straddles two rows: for each cell of a
+    pixel, each tap is one evenly strided slice of the flat band, and the whole band is pooled
+    with ``window`` one-dimensional operations per cell, straight into the output.
     """
+    cells = math.prod(x.shape[axis + 1:])
     out = _empty(x, axis, g.out, dtype, out)
     flat = x.reshape(-1)
     target = out.reshape(-1) if out.flags.c_contiguous else np.empty(out.size, dtype)
-    s = g.stride
-    if g.window == 1:
-        target[...] = flat[0::s]
-    else:
-        combine(flat[0::s], flat[1::s], out=target, dtype=target.dtype, casting="unsafe")
-        for j in range(2, g.window):
-            combine(target, flat[j::s], out=target, casting="unsafe")
-    if target.base is not out and not np.shares_memory(target, out):
+    step = g.stride * cells
+    for cell in range(cells):
+        pooled = target[cell::cells]
+        taps = [flat[j * cells + cell::step] for j in range(g.window)]
+        if len(taps) == 1:
+            pooled[...] = taps[0]
+            continue
+        combine(taps[0], taps[1], out=pooled, dtype=target.dtype, casting="unsafe")
+        for tap in taps[2:]:
+            combine(pooled, tap, out=pooled, casting="unsafe")
+    if not np.shares_memory(target, out):
         out[...] = target.reshape(out.shape)
     return out
 
