@@ -8,8 +8,8 @@
 * :func:`flat_pass` works on the band as one flat array (padded once where needed): wide
   windows by doubling (:func:`sliding`, about log2(k) passes, so a 13x13 window costs little
   more than a 5x5), and axes followed by short rows or pixels (the W of CHW or HWC), where
-  NumPy's per-row loop overhead would dominate; stride-th positions are then picked, a pixel
-  as one record.
+  NumPy's per-row loop overhead would dominate; stride-th positions are then picked (a pixel
+  cell by cell when they are evenly spaced, else as one record).
 
 Measured on this project's 2-core machine (benchmarks/kernels.py), doubling beat van Herk /
 Gil-Werman and prefix-sum differences at every window from 7 to 255, so those are not used.
@@ -29,7 +29,7 @@ from .geometry import Axis
 # other axes direct passes win below this window.
 SHORT_ROW_CELLS = 64
 FLAT_MIN_WINDOW = 7
-# A pixel of at most this many cells (e.g. RGB) is picked as one record.
+# A pixel of at most this many cells (e.g. RGB) is handled cell by cell (tile passes, picks).
 PIXEL_PASS_MAX_CELLS = 16
 
 
