@@ -30,7 +30,7 @@ from .geometry import Axis
 SHORT_ROW_CELLS = 64
 FLAT_MIN_WINDOW = 7
 # A pixel of at most this many cells (e.g. RGB) is handled cell by cell (tile passes, picks).
-PIXEL_PASS_MAX_CELLS = 16
+PIXEL_MAX_CELLS = 16
 
 
 def along(a: np.ndarray, axis: int, index) -> np.ndarray:
@@ -44,7 +44,7 @@ def _empty(x: np.ndarray, axis: int, n: int, dtype, out: np.ndarray | None) -> n
 
 def choose_pass(shape: tuple[int, ...], axis: int, g: Axis):
     """The fastest exact pass along ``axis`` of an array of ``shape`` (see the module's docstring)."""
-    if tiles(g) and math.prod(shape[axis + 1:]) <= PIXEL_PASS_MAX_CELLS:
+    if tiles(g) and math.prod(shape[axis + 1:]) <= PIXEL_MAX_CELLS:
         return tile_pass
     if g.window == 1:
         return direct_pass
@@ -151,14 +151,14 @@ def flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.n
     sliding(flat, positions, g.window, g.dilation * cells, combine, windows[:positions])
     every = windows.reshape(padded.shape)
     out = _empty(x, axis, g.out, dtype, out)
-    if padded.shape[axis] == g.out * g.stride and out.flags.c_contiguous and cells <= PIXEL_PASS_MAX_CELLS:
+    if padded.shape[axis] == g.out * g.stride and out.flags.c_contiguous and cells <= PIXEL_MAX_CELLS:
         # every row is whole strides long: the picks are evenly spaced in the flat buffer, and
         # one strided copy per cell of a pixel beats copying 3-byte records (measured)
         picks = windows.reshape(-1, g.stride * cells)
         target = out.reshape(-1, cells)
         for cell in range(cells):
             target[:, cell] = picks[:, cell]
-    elif (1 < cells <= PIXEL_PASS_MAX_CELLS and _pixels(out, axis, cells) is not None
+    elif (1 < cells <= PIXEL_MAX_CELLS and _pixels(out, axis, cells) is not None
             and _pixels(every, axis, cells) is not None):
         _pixels(out, axis, cells)[...] = along(_pixels(every, axis, cells), axis,
                                                slice(0, (g.out - 1) * g.stride + 1, g.stride))
