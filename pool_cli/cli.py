@@ -126,8 +126,10 @@ def _drop_replaced(geometry: dict, quiet: bool) -> None:
                 "--" + name.replace("_", "-") for name in given) + ": ignored")
 
 
-def _modes_options(modes: str, geometry: dict, quiet: bool) -> tuple[list[str], dict]:
-    """``--modes max,avg,lp`` and the geometry for all of them, checked for each mode.
+def _modes_options(modes: str, geometry: dict, quiet: bool,
+                   windows=((None, None),)) -> tuple[list[str], dict]:
+    """``--modes max,avg,lp`` and the geometry for all of them, checked for each mode and each
+    (window, stride) of ``windows`` (None: the geometry's own).
 
     ``--power`` goes to lp and ``--count-include-pad`` to avg; either without its mode listed
     is a usage error.
@@ -143,7 +145,9 @@ def _modes_options(modes: str, geometry: dict, quiet: bool) -> tuple[list[str], 
             raise click.UsageError(f"--{option.replace('_', '-')} is an option of {owner}, "
                                    f"which --modes does not include")
     for name in names:
-        _spec(name, _options_for(name, options))
+        for window, stride in windows:
+            sized = {} if window is None else {"window": window, "stride": stride}
+            _spec(name, {**_options_for(name, options), **sized})
     return names, options
 
 
@@ -386,7 +390,6 @@ def analyze(source, modes, windows, strides, repeat, plot, overwrite, padding, l
     """
     from . import engine, report
 
-    names, options = _modes_options(modes, {"padding": padding, "power": power}, quiet)
     try:
         sizes = [int(w) for w in windows.split(",")]
         steps = None if strides is None else [int(s) for s in strides.split(",")]
@@ -394,9 +397,8 @@ def analyze(source, modes, windows, strides, repeat, plot, overwrite, padding, l
         raise click.UsageError("--windows and --strides take whole numbers like 2,3,4") from None
     if steps is not None and len(steps) != len(sizes):
         raise click.UsageError("--strides needs one value per window")
-    for name in names:
-        for size, step in zip(sizes, steps or sizes):
-            _spec(name, {**_options_for(name, options), "window": size, "stride": step})
+    names, options = _modes_options(modes, {"padding": padding, "power": power}, quiet,
+                                    windows=list(zip(sizes, steps or sizes)))
     _check_picture_output("--plot", plot)
     rows = _run_picture(lambda: engine.analyze(source, layout, names, sizes, steps, repeat,
                                                options, plot, overwrite))

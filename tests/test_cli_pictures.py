@@ -688,3 +688,11 @@ def test_subprocess_compare(tmp_path):
     assert done.stderr.strip().endswith("wrote chelsea_compare.png")
     sheet = open_png(tmp_path / "chelsea_compare.png")
     assert sheet.width > 3 * 451
+
+
+def test_analyze_checks_padding_against_its_own_windows_not_the_default():
+    """-p 2 fits windows 3 and 4; only the default window 2 would be too small for it."""
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (24, 24), dtype=np.uint8)).save("a.png")
+    result = run("analyze", "a.png", "-p", "2", "--windows", "3,4", "--repeat", "1", "--json")
+    assert len(json_rows(result.stdout)) == 4 * 2
+    run("analyze", "a.png", "-p", "2", "--windows", "2,4", "--repeat", "1", code=2)
