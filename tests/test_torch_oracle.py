@@ -26,6 +26,7 @@ torch = pytest.importorskip("torch", exc_type=ImportError)
 F = torch.nn.functional
 
 from pool_cli import pool  # noqa: E402
+from reference import RefGeometryError, out_len  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -38,15 +39,10 @@ AAVG = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_po
 
 def _covers_input(L, k, s, p, d, ceil_mode):
     """Every window holds at least one input cell (else the SPEC wants a PoolError)."""
-    num = L + 2 * p - (d * (k - 1) + 1)
-    if num < 0:
+    try:
+        n = out_len(L, k, s, p, p, d, ceil_mode)
+    except RefGeometryError:
         return False
-    if ceil_mode:
-        n = -(-num // s) + 1
-        if (n - 1) * s >= L + p:
-            n -= 1
-    else:
-        n = num // s + 1
     return all(any(0 <= o * s - p + j * d < L for j in range(k)) for o in range(n))
 
 
