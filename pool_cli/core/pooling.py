@@ -199,7 +199,8 @@ class PoolSpec:
             present = ~np.isnan(src)
             src = np.where(present, src, 0)
             n_present = plan.reduce(present, np.add, np.int64)
-        total = plan.reduce(src, np.add, work)
+        # sums land in the output itself when it holds the working type (one pass fewer)
+        total = plan.reduce(src, np.add, work, out=out if out.dtype == work else None)
         if name == "avg" and skip_nan:
             divisor = n_present + (plan.counts(self.count_include_pad) - plan.counts(False))
             _quotient(total, divisor, out)
@@ -211,7 +212,8 @@ class PoolSpec:
             total[n_present == 0] = np.nan
         if name == "lp":
             _root(total, self.power)
-        out[...] = total
+        if total is not out:
+            out[...] = total
 
 
 def check_dtype(dtype: np.dtype) -> None:
@@ -316,28 +318,33 @@ def _divide_by_counts(total: np.ndarray, counts: list, out: np.ndarray) -> None:
     scalar, and only the edge slices where a count differs are divided by exact arrays.
     """
     middle = [int(c[len(c) // 2]) for _, c in counts]
-    _quotient(total, math.prod(middle), out)
+    edges = []  # taken before the division, which may happen in place (out is total)
     for i, (axis, c) in enumerate(counts):
         edge = np.flatnonzero(c != middle[i])
         if edge.size:
             exact = counts[:i] + [(axis, c[edge])] + counts[i + 1:]
-            part = np.take(total, edge, axis=axis)
-            quotient = np.empty(part.shape, out.dtype)
-            _quotient(part, broadcast_product(exact, total.ndim), quotient)
-            out[(slice(None),) * axis + (edge,)] = quotient
+            edges.append((axis, edge, np.take(total, edge, axis=axis), exact))
+    _quotient(total, math.prod(middle), out)
+    for axis, edge, part, exact in edges:
+        quotient = np.empty(part.shape, out.dtype)
+        _quotient(part, broadcast_product(exact, total.ndim), quotient)
+        out[(slice(None),) * axis + (edge,)] = quotient
 
 
 def _quotient(total: np.ndarray, divisor, out: np.ndarray) -> None:
     """``total / divisor`` into ``out``; into an integer ``out``, rounded half up exactly."""
     if isinstance(divisor, np.ndarray):  # narrow, so no int64 or float64 temporaries
         divisor = divisor.astype(total.dtype)
+    power_of_two = isinstance(divisor, int) and divisor & (divisor - 1) == 0
     if out.dtype.kind in "iu":  # floor(sum / n + 1/2) == (sum + n // 2) // n for whole n
         halfway = scratch.empty(total.shape, total.dtype)
         np.add(total, divisor // 2, out=halfway, casting="unsafe")
-        if isinstance(divisor, int) and divisor & (divisor - 1) == 0 and total.dtype.kind in "iu":
+        if power_of_two and total.dtype.kind in "iu":
             np.right_shift(halfway, divisor.bit_length() - 1, out=out, casting="unsafe")
         else:
             np.floor_divide(halfway, divisor, out=out, casting="unsafe")
+    elif power_of_two:  # 1/n is exact, so the product is the quotient, bit for bit, and cheaper
+        np.multiply(total, 1 / divisor, out=out, casting="same_kind")
     else:
         np.divide(total, divisor, out=out, casting="same_kind")
 
