@@ -890,3 +890,23 @@ def test_global_and_adaptive_accept_the_signature_defaults():
                           pool(x, "max", global_pool=True))
     with pytest.raises(PoolError, match="replaces window"):
         pool(x, "max", window=3, global_pool=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("divisor", [2, 4, 8, 16, 3, 9])
+def test_avg_divides_exactly_as_division_does(dtype, divisor):
+    """Power-of-two divisors are applied as products by 1/n: the same bits as the quotient,
+    subnormals, huge values and NaN included."""
+    from pool_cli.core.pooling import _quotient
+
+    work = np.float32 if dtype == np.float16 else dtype
+    info = np.finfo(work)
+    rng = np.random.default_rng(divisor)
+    total = np.concatenate([rng.standard_normal(500) * 10.0 ** rng.integers(-40, 38, 500),
+                            [info.tiny * 3, info.tiny / 7, info.max, -info.max, np.inf, np.nan,
+                             0.0, -0.0]]).astype(work)
+    out = np.empty(total.shape, dtype)
+    with np.errstate(all="ignore"):
+        _quotient(total, divisor, out)
+        want = np.divide(total, work(divisor)).astype(dtype)
+    assert np.array_equal(out.view(np.uint8), want.view(np.uint8))

@@ -105,6 +105,41 @@ def test_flat_pass_lets_padding_never_win_for_integers_and_bool():
     assert (kernels.flat_pass(z, 1, g, np.minimum, z.dtype) == 65535).all()
 
 
+@pytest.mark.parametrize("mode", ["max", "min", "sum", "fmax"])
+@settings(max_examples=50)
+@given(window=st.integers(2, 14), dilation=st.integers(1, 3), cells=st.integers(1, 5),
+       data=st.data())
+def test_same_length_pass_matches_reference_and_the_padded_pass_bit_for_bit(
+        mode, window, dilation, cells, data):
+    """Stride 1 and out == length: windows slide over the band itself, ends pooled apart."""
+    span = dilation * (window - 1) + 1
+    pad_begin = data.draw(st.integers(0, span - 1))
+    length = data.draw(st.integers(span - 1, span + 20))
+    g = make_axis(length, window, 1, dilation, (pad_begin, span - 1 - pad_begin), False)
+    assert g.out == g.length
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((3, length, cells)).astype(np.float32)
+    if mode == "fmax":
+        x[rng.random(x.shape) < 0.3] = np.nan
+    slid = []
+    with scratch.band(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "sliding", lambda *a: slid.append(a) or SLIDING(*a))
+        got = kernels.flat_pass(x, 1, g, COMBINE[mode], x.dtype).copy()
+        assert len(slid) == 1 + (g.pad_begin > 0) + (g.pad_end > 0)  # the band, then each end
+    with scratch.band():
+        padded = kernels._padded_flat_pass(x, 1, g, COMBINE[mode], x.dtype)
+    assert np.array_equal(got, padded, equal_nan=True)  # sums too: the same additions
+    want = ref_pool(x.reshape(3, 1, length, -1), "max" if mode == "fmax" else mode,
+                    (window, 1), (1, 1), ((g.pad_begin, g.pad_end), (0, 0)), (dilation, 1),
+                    layout="NCHW", ignore_nan=mode == "fmax").reshape(got.shape)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    if mode != "sum":
+        assert np.array_equal(got, want, equal_nan=True)
+
+
+SLIDING = kernels.sliding
+
+
 @pytest.mark.parametrize("window", [1, 2, 3, 4, 5, 7, 8, 13, 16, 31])
 @pytest.mark.parametrize("combine", [np.maximum, np.minimum, np.add])
 def test_sliding_doubling_equals_every_tap(window, combine):

@@ -16,7 +16,7 @@ from . import scratch
 
 # Input bytes per band: a band's intermediates stay in cache, and there are enough bands to
 # share between threads. Chosen by measurement (benchmarks/README.md).
-BAND_BYTES = 1024 * 1024
+BAND_BYTES = 2 * 2**20
 
 
 # Inputs larger than this (far beyond the caches) have each band copied into cache first.

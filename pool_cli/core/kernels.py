@@ -129,6 +129,48 @@ def tile_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.n
 
 
 def flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
+    """A pass made of 1-D operations over the whole band (see :func:`_padded_flat_pass`).
+
+    With stride 1 and an output as long as the input (a 3x3 window padded by 1, a 13x13 by
+    6), the windows slide over the band itself straight into the output, and only the few
+    outputs at each end of a row, whose windows reach padding, are pooled apart: no padded
+    copy and no picking pass.
+    """
+    cells = math.prod(x.shape[axis + 1:])
+    if (g.stride == 1 and g.out == g.length >= g.span - 1 and x.dtype == dtype
+            and x.flags.c_contiguous and (out is None or out.flags.c_contiguous)):
+        out = _empty(x, axis, g.out, dtype, out)
+        _same_length_pass(x, axis, g, combine, out, cells)
+        return out
+    return _padded_flat_pass(x, axis, g, combine, dtype, out)
+
+
+def _same_length_pass(x, axis: int, g: Axis, combine: np.ufunc, out, cells: int) -> None:
+    """Stride 1, ``out`` as long as ``x`` along ``axis``, both C-contiguous.
+
+    Output i's window starts at input i - pad_begin, so the flat windows land in the flat
+    output shifted by pad_begin rows of ``cells``. Those that run past a row's end (into the
+    next row) are exactly the outputs at the rows' ends, which are then pooled from their own
+    small slabs of the input, by the padded pass: the same additions, in the same order, as
+    the padded pass over the whole band (so sums keep their bits).
+    """
+    flat, target = x.reshape(-1), out.reshape(-1)
+    positions = flat.size - (g.span - 1) * cells
+    start = g.pad_begin * cells
+    sliding(flat, positions, g.window, g.dilation * cells, combine,
+            target[start:start + positions])
+    reach = g.span - 1  # input cells an end output's window can reach
+    if g.pad_begin:
+        edge = Axis(reach, g.window, 1, g.dilation, g.pad_begin, 0, g.pad_begin)
+        _padded_flat_pass(along(x, axis, slice(0, reach)), axis, edge, combine, out.dtype,
+                          along(out, axis, slice(0, g.pad_begin)))
+    if g.pad_end:
+        edge = Axis(reach, g.window, 1, g.dilation, 0, g.pad_end, g.pad_end)
+        _padded_flat_pass(along(x, axis, slice(g.length - reach, None)), axis, edge, combine,
+                          out.dtype, along(out, axis, slice(g.out - g.pad_end, None)))
+
+
+def _padded_flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
     """A pass made of 1-D operations over the whole band, padding included.
 
     The band is copied once into a buffer padded with a value that never counts (skipped

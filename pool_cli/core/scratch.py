@@ -34,9 +34,11 @@ def empty(shape, dtype) -> np.ndarray:
         return np.empty(shape, dtype)
     dtype = np.dtype(dtype)
     size = math.prod(shape) * dtype.itemsize
-    fits = [i for i, b in enumerate(_POOL.free) if b.size >= size]
-    if fits:
-        buffer = _POOL.free.pop(min(fits, key=lambda i: _POOL.free[i].size))
+    free = _POOL.free  # smallest first: the first that fits fits best
+    for i, buffer in enumerate(free):
+        if buffer.size >= size:
+            del free[i]
+            break
     else:
         buffer = np.empty(max(size, 1), np.uint8)
     _POOL.used.append(buffer)
@@ -52,4 +54,5 @@ def band():
     finally:
         _POOL.active = False
         _POOL.free += [b for b in _POOL.used if b.size <= KEEP_BYTES]
+        _POOL.free.sort(key=len)
         _POOL.used.clear()
