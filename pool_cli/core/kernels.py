@@ -29,6 +29,10 @@ from .geometry import Axis
 # other axes direct passes win below this window.
 SHORT_ROW_CELLS = 64
 FLAT_MIN_WINDOW = 7
+# Stride-1 windows keep the input's length without a padded copy when the row is at least
+# this many times the window's reach; wider windows make the row ends cost more than that
+# copy (measured: benchmarks/README.md).
+SAME_LENGTH_MIN_ROW = 16
 # A pixel of at most this many cells (e.g. RGB) is handled cell by cell (tile passes, picks).
 PIXEL_MAX_CELLS = 16
 
@@ -137,8 +141,9 @@ def flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.n
     copy and no picking pass.
     """
     cells = math.prod(x.shape[axis + 1:])
-    if (g.stride == 1 and g.out == g.length >= g.span - 1 and x.dtype == dtype
-            and x.flags.c_contiguous and (out is None or out.flags.c_contiguous)):
+    if (g.stride == 1 and g.out == g.length >= SAME_LENGTH_MIN_ROW * (g.span - 1)
+            and x.dtype == dtype and x.flags.c_contiguous
+            and (out is None or out.flags.c_contiguous)):
         out = _empty(x, axis, g.out, dtype, out)
         _same_length_pass(x, axis, g, combine, out, cells)
         return out
