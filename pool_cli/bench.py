@@ -14,7 +14,9 @@ Every workload (see :data:`WORKLOADS`) is run by
 
 With ``threads=N`` (N > 1) the two bounds split the input into N blocks along its leading axis
 and run them in a thread pool; poolcli gets ``threads=N``; PyTorch and OpenCV get
-``torch.set_num_threads(N)`` / ``cv2.setNumThreads(N)`` (restored afterwards).  SciPy,
+``torch.set_num_threads(N)`` / ``cv2.setNumThreads(N)`` (restored afterwards), and PyTorch's
+OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless set) so that they do not spin
+on the cores after each call while the next implementation is timed.  SciPy,
 scikit-image and Pillow are single-threaded.  ``threads=None`` means 1 thread for everyone,
 so that the ratios compare like with like.
 
@@ -71,6 +73,7 @@ from __future__ import annotations
 import gc
 import importlib
 import json
+import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -483,6 +486,10 @@ class _PeerThreads:
 
     def __enter__(self):
         if "torch" in self.modules:
+            # PyTorch's OpenMP threads otherwise spin for milliseconds after each call, taking
+            # the cores from whatever is timed next (measured: poolcli 6.1 -> 9.5 ms on W1).
+            # Read when torch loads, so only if this process has not loaded it yet.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             import torch
             old = torch.get_num_threads()
             torch.set_num_threads(self.threads)

@@ -8,6 +8,7 @@ larger than memory be pooled piece by piece.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from functools import reduce as fold
@@ -54,9 +55,9 @@ class Plan:
         """Cells in each window (inside the input, or the padded input): the divisor of avg."""
         return broadcast_product(self.axis_counts(include_pad), len(self.in_shape))
 
-    def split(self, budget: int, itemsize: int) -> list[Band]:
+    def split(self, budget: int, itemsize: int) -> tuple[Band, ...]:
         """Bands of about ``budget`` input bytes; the same split for any thread count."""
-        return list(self._split(0, (), budget, itemsize))
+        return _split(self, budget, itemsize)
 
     def _split(self, axis: int, prefix: tuple, budget: int, itemsize: int):
         whole = Band(prefix, prefix, self)
@@ -220,6 +221,15 @@ class GlobalPlan(Plan):
         extent = [self.in_shape[a] for a in self.axes]
         return {"window": extent, "stride": extent, "padding": [[0, 0]] * len(extent),
                 "dilation": [1] * len(extent)}
+
+
+@functools.lru_cache(maxsize=64)
+def _split(plan: Plan, budget: int, itemsize: int) -> tuple[Band, ...]:
+    # cached: a batch of same-sized inputs, or a repeated call, splits alike; and bands with
+    # the same local geometry share one plan, so the kernels' own caches hit
+    shared: dict[Plan, Plan] = {}
+    return tuple(replace(band, plan=shared.setdefault(band.plan, band.plan))
+                 for band in plan._split(0, (), budget, itemsize))
 
 
 def broadcast_product(per_axis: list[tuple[int, np.ndarray]], ndim: int) -> np.ndarray:

@@ -8,7 +8,6 @@ ends, so a thread reuses the same few cache-warm buffers for every band.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 
@@ -45,13 +44,13 @@ def empty(shape, dtype) -> np.ndarray:
     return buffer[:size].view(dtype).reshape(shape)
 
 
-@contextlib.contextmanager
-def band():
+class band:
     """Scratch arrays made inside are reused after it: none may outlive it."""
-    _POOL.active = True
-    try:
-        yield
-    finally:
+
+    def __enter__(self):
+        _POOL.active = True
+
+    def __exit__(self, *exc):
         _POOL.active = False
         _POOL.free += [b for b in _POOL.used if b.size <= KEEP_BYTES]
         _POOL.free.sort(key=len)
