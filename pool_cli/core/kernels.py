@@ -196,6 +196,8 @@ def _padded_flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None)
     positions = flat.size - (g.span - 1) * cells
     windows = scratch.empty((flat.size,), dtype)
     sliding(flat, positions, g.window, g.dilation * cells, combine, windows[:positions])
+    if padded is not x:
+        scratch.release(padded)
     every = windows.reshape(padded.shape)
     out = _empty(x, axis, g.out, dtype, out)
     if padded.shape[axis] == g.out * g.stride and out.flags.c_contiguous and cells <= PIXEL_MAX_CELLS:
@@ -211,6 +213,7 @@ def _padded_flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None)
                                                slice(0, (g.out - 1) * g.stride + 1, g.stride))
     else:
         out[...] = along(every, axis, slice(0, (g.out - 1) * g.stride + 1, g.stride))
+    scratch.release(windows)
     return out
 
 
@@ -240,31 +243,32 @@ def sliding(flat: np.ndarray, positions: int, window: int, step: int, combine: n
     width = 1
     while 2 * width <= window:
         previous = blocks[width]
+        if 2 * width == window:  # the last doubling is the window: straight into out
+            combine(previous[:positions], previous[width * step:width * step + positions],
+                    out=out, casting="unsafe")
+            return
         length = previous.size - width * step
         doubled = scratch.empty((length,), out.dtype)
         combine(previous[:length], previous[width * step:width * step + length], out=doubled,
                 casting="unsafe")
+        if idempotent and width > 1:  # max and min need only the widest block
+            scratch.release(blocks.pop(width))
         width *= 2
         blocks[width] = doubled
     if idempotent:
-        rest = window - width
-        widest = blocks[width]
-        if rest == 0:
-            out[...] = widest[:positions]
-        else:
-            combine(widest[:positions], widest[rest * step:rest * step + positions], out=out)
+        widest, rest = blocks[width], window - width
+        combine(widest[:positions], widest[rest * step:rest * step + positions], out=out)
+        scratch.release(widest)
         return
     offset, parts = 0, []
     for size in sorted(blocks, reverse=True):
         if window & size:
             parts.append(blocks[size][offset * step:offset * step + positions])
             offset += size
-    if len(parts) == 1:
-        out[...] = parts[0]
-        return
     combine(parts[0], parts[1], out=out, casting="unsafe")
     for part in parts[2:]:
         combine(out, part, out=out, casting="unsafe")
+    scratch.release(*(blocks[size] for size in blocks if size > 1))
 
 
 def _fill(combine: np.ufunc, dtype: np.dtype):

@@ -15,6 +15,7 @@ from functools import reduce as fold
 
 import numpy as np
 
+from . import scratch
 from .geometry import Axis, adaptive_bounds
 from .kernels import choose_pass, direct_pass
 
@@ -119,7 +120,10 @@ class WindowPlan(Plan):
         for n, i in enumerate(order):
             axis, g = self.axes[i], self.geometry[i]
             last = out if n == len(order) - 1 else None
-            x = choose_pass(x.shape, axis, g)(x, axis, g, combine, dtype, last)
+            pooled = choose_pass(x.shape, axis, g)(x, axis, g, combine, dtype, last)
+            if n:  # an intermediate of this band, no longer needed
+                scratch.release(x)
+            x = pooled
         return x
 
     def stages_bands(self, itemsize: int) -> bool:

@@ -8,6 +8,7 @@ ends, so a thread reuses the same few cache-warm buffers for every band.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 
@@ -42,6 +43,20 @@ def empty(shape, dtype) -> np.ndarray:
         buffer = np.empty(max(size, 1), np.uint8)
     _POOL.used.append(buffer)
     return buffer[:size].view(dtype).reshape(shape)
+
+
+def release(*arrays: np.ndarray) -> None:
+    """Give scratch arrays back before the band ends (none may be used after), so that a
+    band's passes share a few cache-resident buffers instead of piling up new ones."""
+    if not _POOL.active:
+        return
+    for array in arrays:
+        while array is not None:
+            found = next((i for i, b in enumerate(_POOL.used) if b is array), None)
+            if found is not None:
+                bisect.insort(_POOL.free, _POOL.used.pop(found), key=len)
+                break
+            array = array.base
 
 
 class band:
