@@ -258,3 +258,16 @@ def test_bands_staged_into_cache_give_the_same_bits(monkeypatch, shape, layout, 
     monkeypatch.setattr(execute, "BAND_BYTES", 1000)
     assert pool(x, mode, **kwargs).tobytes() == plain.tobytes()
     assert make_spec(mode, **kwargs).plan(x.shape).stages_bands(x.itemsize)  # it really ran
+
+
+def test_released_scratch_is_reused_within_a_band_and_foreign_arrays_are_left_alone():
+    mine = np.zeros(4)
+    with scratch.band():
+        first = scratch.empty((100,), np.float32)
+        scratch.release(first[10:].reshape(9, 10))  # found through the view's bases
+        scratch.release(mine)  # not scratch: ignored
+        again = scratch.empty((50,), np.float64)
+        assert np.shares_memory(first, again)
+        other = scratch.empty((100,), np.float32)  # first's buffer is taken: a new one
+        assert not np.shares_memory(again, other)
+    assert (mine == 0).all()

@@ -81,12 +81,17 @@ def direct_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np
 
     ranges = [(j, lo, hi) for j, (lo, hi) in enumerate(g.offset_ranges()) if lo < hi]
     filled = None  # outputs [filled, ...) already hold a partial result
-    if len(ranges) > 1 and ranges[0][1:] == ranges[1][1:]:
-        # the first two taps reach the same outputs: one operation instead of copy + combine
-        (j0, lo, hi), (j1, _, _) = ranges[:2]
-        combine(taps(j0, lo, hi), taps(j1, lo, hi), out=along(out, axis, slice(lo, hi)),
+    if len(ranges) > 1 and ranges[1][1] <= ranges[0][1] < ranges[1][2] <= ranges[0][2]:
+        # the first two taps overlap (a later tap's range sits lower): one operation where
+        # both reach instead of copy + combine, then copies where only one of them does
+        (j0, lo0, hi0), (j1, lo1, hi1) = ranges[:2]
+        combine(taps(j0, lo0, hi1), taps(j1, lo0, hi1), out=along(out, axis, slice(lo0, hi1)),
                 dtype=out.dtype, casting="unsafe")
-        filled, ranges = lo, ranges[2:]
+        along(out, axis, slice(hi1, hi0))[...] = along(taps(j0, lo0, hi0), axis,
+                                                       slice(hi1 - lo0, None))
+        along(out, axis, slice(lo1, lo0))[...] = along(taps(j1, lo1, hi1), axis,
+                                                       slice(0, lo0 - lo1))
+        filled, ranges = lo1, ranges[2:]
     for j, lo, hi in ranges:
         if filled is None:
             along(out, axis, slice(lo, hi))[...] = taps(j, lo, hi)
