@@ -5,6 +5,9 @@ bands and shares them between threads. Here each pass is forced, band budgets ar
 so that bands never divide the input evenly, and thread counts 1 and 3 must agree bit for bit.
 """
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -271,3 +274,18 @@ def test_released_scratch_is_reused_within_a_band_and_foreign_arrays_are_left_al
         other = scratch.empty((100,), np.float32)  # first's buffer is taken: a new one
         assert not np.shares_memory(again, other)
     assert (mine == 0).all()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads, Python 3.12+
+def test_a_forked_child_pools_with_threads_of_its_own():
+    """The kept worker pool's threads do not exist in a child made by fork."""
+    x = np.random.default_rng(0).standard_normal((16, 256, 256), dtype=np.float32)
+    assert len(make_spec("max", 2).plan(x.shape).split(execute.BAND_BYTES, 4)) > 1
+    want = pool(x, "max", 2, threads=2)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's result is its exit status
+        signal.alarm(20)  # a deadlock ends the child instead of the suite
+        os._exit(0 if np.array_equal(pool(x, "max", 2, threads=2), want) else 3)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
