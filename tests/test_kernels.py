@@ -168,6 +168,27 @@ def test_choose_pass_picks_each_kernel():
     assert kernels.choose_pass(pixels.shape, 1, small) is kernels.tile_pass
     assert kernels.choose_pass(pixels.shape, 1, make_axis(64, 3, 2, 1, (1, 1), False)) is kernels.flat_pass
     assert kernels.choose_pass(pixels.shape, 0, small) is kernels.direct_pass
+    # float max/min: NumPy's strided compare loops are slow, one flat pass and a pick win
+    assert kernels.choose_pass(rows.shape, 2, small, True) is kernels.flat_pass
+    assert kernels.choose_pass(pixels.shape, 1, small, True) is kernels.flat_pass
+
+
+def test_float_max_takes_the_flat_pass_and_sums_the_tile_pass(monkeypatch):
+    taken = []
+    for name in ("tile_pass", "flat_pass"):
+        original = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _f=original, _n=name: taken.append(_n) or _f(*a))
+    x = np.random.default_rng(1).standard_normal((2, 8, 8), dtype=np.float32)
+    x[0, 3, 5] = np.nan
+    n = x.astype(np.int16)
+
+    def ref(a, mode):
+        return ref_pool(a, mode, (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), layout="CHW")
+
+    assert np.array_equal(pool(x, "max", 2), ref(x, "max"), equal_nan=True)
+    assert np.allclose(pool(x, "sum", 2), ref(x, "sum"), equal_nan=True)
+    assert np.array_equal(pool(n, "max", 2), ref(n, "max"))
+    assert taken == ["flat_pass", "tile_pass", "tile_pass"]
 
 
 GEOMETRIES = [

@@ -117,10 +117,11 @@ class WindowPlan(Plan):
     def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
         """Pool ``x`` one spatial axis at a time."""
         order = self._order()
+        slow_compare = combine is not np.add and np.dtype(dtype).kind == "f"
         for n, i in enumerate(order):
             axis, g = self.axes[i], self.geometry[i]
             last = out if n == len(order) - 1 else None
-            pooled = choose_pass(x.shape, axis, g)(x, axis, g, combine, dtype, last)
+            pooled = choose_pass(x.shape, axis, g, slow_compare)(x, axis, g, combine, dtype, last)
             if n:  # an intermediate of this band, no longer needed
                 scratch.release(x)
             x = pooled
