@@ -179,8 +179,8 @@ def test_float_max_takes_the_flat_pass_and_sums_the_tile_pass(monkeypatch):
         original = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *a, _f=original, _n=name: taken.append(_n) or _f(*a))
     x = np.random.default_rng(1).standard_normal((2, 8, 64), dtype=np.float32)  # H: direct
+    n = (x * 100).astype(np.int16)
     x[0, 3, 5] = np.nan
-    n = x.astype(np.int16)
 
     def ref(a, mode):
         return ref_pool(a, mode, (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), layout="CHW")
