@@ -9,6 +9,7 @@ immutability).
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -910,3 +911,37 @@ def test_avg_divides_exactly_as_division_does(dtype, divisor):
         _quotient(total, divisor, out)
         want = np.divide(total, work(divisor)).astype(dtype)
     assert np.array_equal(out.view(np.uint8), want.view(np.uint8))
+
+
+@pytest.mark.parametrize("mode,kwargs", [("max", {}), ("avg", dict(window=3, stride=1, padding=1)),
+                                         ("sum", dict(window=(2, 3))), ("lp", {}),
+                                         ("avg", dict(global_pool=True)),
+                                         ("max", dict(output_size=(3, 5)))])
+def test_out_receives_the_same_result_as_a_new_array(mode, kwargs):
+    x = np.random.default_rng(4).standard_normal((3, 40, 50)).astype(np.float32)
+    want = pool(x, mode, **kwargs, threads=1)
+    buffer = np.full(want.shape, np.nan, want.dtype)
+    for threads in (1, 3):
+        got = pool(x, mode, **kwargs, threads=threads, out=buffer)
+        assert got is buffer
+        assert np.array_equal(buffer, want)
+    strided = np.full(want.shape[:-1] + (want.shape[-1] * 2,), np.nan, want.dtype)[..., ::2]
+    pool(x, mode, **kwargs, out=strided)
+    assert np.array_equal(strided, want)
+
+
+def test_out_that_cannot_hold_the_result_is_refused_and_left_untouched():
+    x = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    cases = {
+        "shape (4, 4) and dtype uint8": np.zeros((4, 5), np.uint8),
+        "dtype": np.zeros((4, 4), np.float32),
+        "read-only": np.zeros((4, 4), np.uint8),
+        "overlaps": x[:4, :4],
+        "numpy array": [[0] * 4] * 4,
+    }
+    cases["read-only"].flags.writeable = False
+    for words, out in cases.items():
+        before = np.array(out, copy=True)
+        with pytest.raises(PoolError, match=re.escape(words)):
+            pool(x, "max", out=out)
+        assert np.array_equal(np.asarray(out), before)

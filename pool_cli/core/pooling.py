@@ -29,7 +29,8 @@ REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "V"
 def pool(x, mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
          count_include_pad: bool = False, layout: str | None = None, power: float | None = None,
          ignore_nan: bool = False, output_size=None, global_pool: bool = False,
-         rounded: bool = False, threads: int | None = None) -> np.ndarray:
+         rounded: bool = False, threads: int | None = None,
+         out: np.ndarray | None = None) -> np.ndarray:
     """Pool an array over its spatial axes, exactly as PyTorch and ONNX do.
 
     Parameters
@@ -67,12 +68,16 @@ def pool(x, mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mod
         (how images are written back; a 2x2 average equals Pillow's ``Image.reduce(2)``).
     threads : int, optional
         Threads sharing the work (default: every core). The result is the same for any count.
+    out : numpy.ndarray, optional
+        Write the result here instead of a new array (a stream of frames can reuse one
+        buffer; a new output's first touch of fresh memory costs time). Its shape and dtype
+        must be the result's, it must be writable and must not overlap ``x``.
 
     Returns
     -------
     numpy.ndarray
-        A new array: max/min keep the dtype; sum widens integers to int64; avg and lp keep
-        float dtypes (float16 computed in float32) and give float64 for integers.
+        ``out``, or a new array: max/min keep the dtype; sum widens integers to int64; avg and
+        lp keep float dtypes (float16 computed in float32) and give float64 for integers.
 
     Raises
     ------
@@ -99,7 +104,7 @@ def pool(x, mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mod
                      ceil_mode=ceil_mode, count_include_pad=count_include_pad, layout=layout,
                      power=power, ignore_nan=ignore_nan, output_size=output_size,
                      global_pool=global_pool, rounded=rounded)
-    return spec.apply(x, threads)
+    return spec.apply(x, threads, out)
 
 
 @dataclass(frozen=True)
@@ -155,11 +160,14 @@ class PoolSpec:
                 raise PoolError(f"axis {layout[axis]}: {error}") from None
         return WindowPlan(layout, axes, tuple(shape), tuple(geometry))
 
-    def apply(self, x, threads: int | None = None) -> np.ndarray:
-        """Pool ``x`` (any array-like) with these parameters."""
+    def apply(self, x, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Pool ``x`` (any array-like) with these parameters, into ``out`` if given."""
         x = np.asarray(x)
         check_dtype(x.dtype)
-        return self.run(x, self.plan(x.shape), threads)
+        plan = self.plan(x.shape)
+        if out is not None:
+            _check_out(out, plan.out_shape, self.output_dtype(x.dtype), x)
+        return self.run(x, plan, threads, out)
 
     def output_dtype(self, dtype: np.dtype) -> np.dtype:
         """The dtype :meth:`run` gives for an input of ``dtype``."""
@@ -214,6 +222,18 @@ class PoolSpec:
             _root(total, self.power)
         if total is not out:
             out[...] = total
+
+
+def _check_out(out, shape: tuple[int, ...], dtype: np.dtype, x: np.ndarray) -> None:
+    if not isinstance(out, np.ndarray):
+        raise PoolError(f"out must be a numpy array, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype:
+        raise PoolError(f"out must have shape {shape} and dtype {dtype} for this input, got "
+                        f"{out.shape} {out.dtype}")
+    if not out.flags.writeable:
+        raise PoolError("out is read-only")
+    if np.may_share_memory(out, x):
+        raise PoolError("out overlaps the input")
 
 
 def check_dtype(dtype: np.dtype) -> None:
