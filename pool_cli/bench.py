@@ -22,8 +22,8 @@ so that the ratios compare like with like.
 
 Timing: one untimed run first (for a peer this run is also the correctness check), then
 ``repeat`` timed runs (default 7, quick 3) with ``time.perf_counter`` and the garbage collector
-off; in every round all implementations of the workload run once, in the same order
-(poolcli, copy bound, read bound, peers), so that noise hits them alike.  Reported: median and
+off; in every round all implementations of the workload run once (poolcli, copy bound, read
+bound, peers; each round starting one further along that list), so that noise hits them alike.  Reported: median and
 min per implementation, ``ratio_copy`` = median / copy-bound median of the same workload in the
 same run, ``ratio_read`` likewise, ``ratio_to_poolcli`` = median / poolcli median, and MB/s of
 *input* (10**6 bytes per MB) at the median.  A peer too slow for the budget is timed fewer runs
@@ -540,13 +540,15 @@ class _Timed:
 
 
 def _time_round_robin(timed: list[_Timed], repeat: int) -> None:
-    """``repeat`` rounds; each round runs every implementation once, in order."""
+    """``repeat`` rounds; each round runs every implementation once, each round starting one
+    further along, so that none always runs right after the slowest peer (measured: the
+    implementation timed first after a peer's long single-threaded run is the slower for it)."""
     gc.collect()
     enabled = gc.isenabled()
     gc.disable()
     try:
         for i in range(repeat):
-            for item in timed:
+            for item in timed[i % len(timed):] + timed[:i % len(timed)]:
                 if i < item.runs:
                     t0 = time.perf_counter()
                     item.run()
