@@ -310,3 +310,21 @@ def test_a_forked_child_pools_with_threads_of_its_own():
         os._exit(0 if np.array_equal(pool(x, "max", 2, threads=2), want) else 3)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("failing", [0, 5, 11])
+def test_an_error_in_any_band_reaches_the_caller_and_the_pool_still_works(failing):
+    x = np.random.default_rng(2).standard_normal((12, 64, 64), dtype=np.float32)
+    plan = make_spec("max", 2).plan(x.shape)
+    out = np.empty(plan.out_shape, x.dtype)
+    bands = plan.split(64 * 64 * 4, 4)
+    assert len(bands) == 12
+
+    def pool_band(part, band, target):
+        if band is bands[failing]:
+            raise ValueError("band failed")
+        band.plan.reduce(part, np.maximum, x.dtype, out=target)
+
+    with pytest.raises(ValueError, match="band failed"):
+        execute.run_bands(pool_band, x, plan, out, threads=3, band_bytes=64 * 64 * 4)
+    assert np.array_equal(pool(x, "max", 2, threads=3), pool(x, "max", 2, threads=1))
