@@ -15,8 +15,9 @@ Every workload (see :data:`WORKLOADS`) is run by
 With ``threads=N`` (N > 1) the two bounds split the input into N blocks along its leading axis
 and run them in a thread pool; poolcli gets ``threads=N``; PyTorch and OpenCV get
 ``torch.set_num_threads(N)`` / ``cv2.setNumThreads(N)`` (restored afterwards), and PyTorch's
-OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless set) so that they do not spin
-on the cores after each call while the next implementation is timed.  SciPy,
+OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless set; left set, as OpenMP
+reads it once) so that they do not spin on the cores after each call while the next
+implementation is timed.  SciPy,
 scikit-image and Pillow are single-threaded.  ``threads=None`` means 1 thread for everyone,
 so that the ratios compare like with like.
 
@@ -477,7 +478,8 @@ PEERS: tuple[Peer, ...] = (
 
 
 class _PeerThreads:
-    """Set PyTorch's and OpenCV's thread counts for the run, and restore them after."""
+    """Set PyTorch's and OpenCV's thread counts for the run, and restore them after
+    (and PyTorch's OpenMP wait policy, for good: see the module docstring)."""
 
     def __init__(self, threads: int, peers: Sequence[Peer]):
         self.threads = threads

@@ -936,7 +936,7 @@ def test_out_that_cannot_hold_the_result_is_refused_and_left_untouched():
         "shape (4, 4) and dtype uint8": np.zeros((4, 5), np.uint8),
         "dtype": np.zeros((4, 4), np.float32),
         "read-only": np.zeros((4, 4), np.uint8),
-        "overlaps": x[:4, :4],
+        "may overlap": x[:4, :4],
         "numpy array": [[0] * 4] * 4,
     }
     cases["read-only"].flags.writeable = False

@@ -169,8 +169,12 @@ def test_choose_pass_picks_each_kernel():
     assert kernels.choose_pass(pixels.shape, 1, make_axis(64, 3, 2, 1, (1, 1), False)) is kernels.flat_pass
     assert kernels.choose_pass(pixels.shape, 0, small) is kernels.direct_pass
     # float max/min: NumPy's strided compare loops are slow, one flat pass and a pick win
-    assert kernels.choose_pass(rows.shape, 2, small, True) is kernels.flat_pass
-    assert kernels.choose_pass(pixels.shape, 1, small, True) is kernels.flat_pass
+    assert kernels.choose_pass(rows.shape, 2, small, np.maximum, np.float32) is kernels.flat_pass
+    assert kernels.choose_pass(pixels.shape, 1, small, np.fmin, np.float16) is kernels.flat_pass
+    assert kernels.choose_pass(pixels.shape, 1, small, np.maximum, np.uint8) is kernels.tile_pass
+    # sums over windows with gaps: tile or direct in every band, never flat (order of adds)
+    gaps = make_axis(64, 4, 5, 1, (0, 0), False)
+    assert kernels.choose_pass(rows.shape, 2, gaps, np.add, np.float32) is kernels.direct_pass
 
 
 def test_float_max_takes_the_flat_pass_and_sums_the_tile_pass(monkeypatch):
@@ -328,3 +332,19 @@ def test_an_error_in_any_band_reaches_the_caller_and_the_pool_still_works(failin
     with pytest.raises(ValueError, match="band failed"):
         execute.run_bands(pool_band, x, plan, out, threads=3, band_bytes=64 * 64 * 4)
     assert np.array_equal(pool(x, "max", 2, threads=3), pool(x, "max", 2, threads=1))
+
+
+def test_sums_over_windows_with_gaps_keep_their_bits_whatever_the_bands(monkeypatch):
+    """Inner bands of an axis that tiles do not tile; both must add in the same order."""
+    x = np.random.default_rng(3).standard_normal(100_000, dtype=np.float32)
+    whole = pool(x, "sum", 4, stride=5, threads=1)
+    monkeypatch.setattr(execute, "BAND_BYTES", 4000)
+    assert np.array_equal(pool(x, "sum", 4, stride=5, threads=2), whole)
+
+
+def test_empty_inputs_give_empty_outputs():
+    for shape, layout in (((50, 50, 0), "HWC"), ((0, 8, 8), "CHW"), ((49, 49, 0), "HWC")):
+        for mode in ("max", "sum", "avg"):
+            got = pool(np.zeros(shape, np.float32), mode, 2, layout=layout,
+                       padding=((1, 0), (1, 0)))
+            assert got.size == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from concurrent import futures
 
 import numpy as np
 
@@ -45,33 +46,38 @@ def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | No
     def work(bands):
         # NaN and inf are values here, not errors (errstate is per thread)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            for band in bands:
-                with scratch.band():
-                    part = x[band.source]
-                    if staged:  # one memcpy-speed read into cache beats ufuncs reading memory
-                        part = _copy(part)
-                    pool_band(part, band, out[band.target])
+            try:
+                for band in bands:
+                    with scratch.band():
+                        part = x[band.source]
+                        if staged:  # one memcpy-speed read into cache beats ufuncs in memory
+                            part = _copy(part)
+                        pool_band(part, band, out[band.target])
+            except BaseException:
+                for _ in bands:  # the other workers stop at their next band
+                    pass
+                raise
 
+    if out.size == 0:
+        return out
     bands = plan.split(band_bytes or BAND_BYTES, x.itemsize)
-    threads = min(threads or default_threads(), len(bands))
-    if threads <= 1:
+    wanted = threads or default_threads()
+    workers = min(wanted, len(bands))
+    if workers <= 1:
         work(bands)
         return out
     # Each worker takes the next band from one shared iterator (next() holds the GIL): a
     # future per band costs more than a small band's pooling (measured: 7.8 vs 5.1 ms on W1).
     # The calling thread is one of the workers: one thread fewer to wake and to wait for.
     pending = iter(bands)
-    helpers = [_helpers(threads - 1, os.getpid()).submit(work, pending)
-               for _ in range(threads - 1)]
+    helpers = [_helpers(wanted - 1, os.getpid()).submit(work, pending)
+               for _ in range(workers - 1)]
     try:
         work(pending)
-    except BaseException:
-        for _ in pending:  # the helpers stop at their next band
-            pass
-        raise
     finally:
-        for done in helpers:
-            done.result()  # re-raises a helper's error
+        futures.wait(helpers)  # no band is still being written when this returns or raises
+    for done in helpers:
+        done.result()  # re-raises a helper's error
     return out
 
 
@@ -80,6 +86,4 @@ def _helpers(count: int, pid: int):
     """One pool of ``count`` threads, kept: its threads keep their warm scratch buffers.
 
     Keyed by process too: a child made by fork has none of its parent's threads."""
-    from concurrent.futures import ThreadPoolExecutor  # not at start-up
-
-    return ThreadPoolExecutor(max_workers=count, thread_name_prefix="poolcli")
+    return futures.ThreadPoolExecutor(max_workers=count, thread_name_prefix="poolcli")

@@ -4,7 +4,8 @@
   copy, no padding buffer; the fastest for small windows along axes with long rows behind
   them (the H of CHW).
 * :func:`tile_pass`: windows that tile an axis followed by at most a pixel (window == stride,
-  no padding; the W of CHW or HWC) are evenly strided slices of the flat band, per cell.
+  no padding; the W of CHW or HWC) are evenly strided slices of the flat band, per cell
+  (not for float max and min: see :func:`choose_pass`).
 * :func:`flat_pass` works on the band as one flat array (padded once where needed): wide
   windows by doubling (:func:`sliding`, about log2(k) passes, so a 13x13 window costs little
   more than a 5x5), and axes followed by short rows or pixels (the W of CHW or HWC), where
@@ -46,19 +47,25 @@ def _empty(x: np.ndarray, axis: int, n: int, dtype, out: np.ndarray | None) -> n
     return scratch.empty(x.shape[:axis] + (n,) + x.shape[axis + 1:], dtype) if out is None else out
 
 
-def choose_pass(shape: tuple[int, ...], axis: int, g: Axis, strided_compare_is_slow=False):
+def choose_pass(shape: tuple[int, ...], axis: int, g: Axis, combine: np.ufunc | None = None,
+                dtype=None):
     """The fastest exact pass along ``axis`` of an array of ``shape`` (see the module's docstring).
 
-    ``strided_compare_is_slow``: max or min of floats, whose NaN-aware loops NumPy only
-    vectorises on contiguous data (measured: a strided float32 max costs 2.3x a strided add,
-    so tiled windows are then cheaper as one contiguous pass and a pick).
+    Float max and min skip tile passes: NumPy vectorises their NaN-aware loops only on
+    contiguous data (measured: a strided float32 max costs 2.3x a strided add), so tiled
+    windows are then cheaper as one contiguous pass and a pick. Sums over windows that do
+    not overlap never take flat passes: whether an axis tiles depends on the band, and tile and
+    direct passes add a window's cells in order, flat passes in doubling blocks (the same
+    order up to 3 cells).
     """
-    if (tiles(g) and math.prod(shape[axis + 1:]) <= PIXEL_MAX_CELLS
-            and not strided_compare_is_slow):
+    cells = math.prod(shape[axis + 1:])
+    sums = combine is np.add
+    slow_compare = combine is not None and not sums and np.dtype(dtype).kind == "f"
+    if tiles(g) and cells <= PIXEL_MAX_CELLS and not slow_compare:
         return tile_pass
-    if g.window == 1:
+    if g.window == 1 or (sums and 3 < g.window <= g.stride and g.dilation == 1):
         return direct_pass
-    if math.prod(shape[axis + 1:]) < SHORT_ROW_CELLS or g.window >= FLAT_MIN_WINDOW:
+    if cells < SHORT_ROW_CELLS or g.window >= FLAT_MIN_WINDOW:
         return flat_pass
     return direct_pass
 
@@ -165,10 +172,11 @@ def _same_length_pass(x, axis: int, g: Axis, combine: np.ufunc, out, cells: int)
     """Stride 1, ``out`` as long as ``x`` along ``axis``, both C-contiguous.
 
     Output i's window starts at input i - pad_begin, so the flat windows land in the flat
-    output shifted by pad_begin rows of ``cells``. Those that run past a row's end (into the
-    next row) are exactly the outputs at the rows' ends, which are then pooled from their own
-    small slabs of the input, by the padded pass: the same additions, in the same order, as
-    the padded pass over the whole band (so sums keep their bits).
+    output shifted by pad_begin steps of ``cells``. The outputs whose windows cross a row's
+    end into the next row (the last pad_end of a row and the first pad_begin of the next) are
+    then pooled again from their own small slabs of the input by the padded pass: the same
+    additions, in the same order, as the padded pass over the whole band (so sums keep their
+    bits).
     """
     flat, target = x.reshape(-1), out.reshape(-1)
     positions = flat.size - (g.span - 1) * cells
@@ -257,6 +265,7 @@ def sliding(flat: np.ndarray, positions: int, window: int, step: int, combine: n
         if 2 * width == window:  # the last doubling is the window: straight into out
             combine(previous[:positions], previous[width * step:width * step + positions],
                     out=out, casting="unsafe")
+            scratch.release(*(blocks[size] for size in blocks if size > 1))
             return
         length = previous.size - width * step
         doubled = scratch.empty((length,), out.dtype)

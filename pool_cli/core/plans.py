@@ -58,7 +58,7 @@ class Plan:
 
     def split(self, budget: int, itemsize: int) -> tuple[Band, ...]:
         """Bands of about ``budget`` input bytes; the same split for any thread count."""
-        return _split(self, budget, itemsize)
+        return _cached_split(self, budget, itemsize)
 
     def _split(self, axis: int, prefix: tuple, budget: int, itemsize: int):
         whole = Band(prefix, prefix, self)
@@ -117,11 +117,11 @@ class WindowPlan(Plan):
     def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
         """Pool ``x`` one spatial axis at a time."""
         order = self._order()
-        slow_compare = combine is not np.add and np.dtype(dtype).kind == "f"
         for n, i in enumerate(order):
             axis, g = self.axes[i], self.geometry[i]
             last = out if n == len(order) - 1 else None
-            pooled = choose_pass(x.shape, axis, g, slow_compare)(x, axis, g, combine, dtype, last)
+            pooled = choose_pass(x.shape, axis, g, combine, dtype)(x, axis, g, combine, dtype,
+                                                                   last)
             if n:  # an intermediate of this band, no longer needed
                 scratch.release(x)
             x = pooled
@@ -205,7 +205,7 @@ class GlobalPlan(Plan):
     # One streaming reduction per band needs no cache blocking: fewer, larger bands.
     BAND_FLOOR = 16 * 2**20
 
-    def split(self, budget: int, itemsize: int) -> list[Band]:
+    def split(self, budget: int, itemsize: int) -> tuple[Band, ...]:
         return super().split(max(budget, self.BAND_FLOOR), itemsize)
 
     @property
@@ -229,7 +229,7 @@ class GlobalPlan(Plan):
 
 
 @functools.lru_cache(maxsize=64)
-def _split(plan: Plan, budget: int, itemsize: int) -> tuple[Band, ...]:
+def _cached_split(plan: Plan, budget: int, itemsize: int) -> tuple[Band, ...]:
     # cached: a batch of same-sized inputs, or a repeated call, splits alike; and bands with
     # the same local geometry share one plan, so the kernels' own caches hit
     shared: dict[Plan, Plan] = {}

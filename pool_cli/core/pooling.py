@@ -233,7 +233,7 @@ def _check_out(out, shape: tuple[int, ...], dtype: np.dtype, x: np.ndarray) -> N
     if not out.flags.writeable:
         raise PoolError("out is read-only")
     if np.may_share_memory(out, x):
-        raise PoolError("out overlaps the input")
+        raise PoolError("out may overlap the input")
 
 
 def check_dtype(dtype: np.dtype) -> None:
@@ -355,7 +355,7 @@ def _quotient(total: np.ndarray, divisor, out: np.ndarray) -> None:
     """``total / divisor`` into ``out``; into an integer ``out``, rounded half up exactly."""
     if isinstance(divisor, np.ndarray):  # narrow, so no int64 or float64 temporaries
         divisor = divisor.astype(total.dtype)
-    power_of_two = isinstance(divisor, int) and divisor & (divisor - 1) == 0
+    power_of_two = isinstance(divisor, int) and divisor > 0 and divisor & (divisor - 1) == 0
     if out.dtype.kind in "iu":  # floor(sum / n + 1/2) == (sum + n // 2) // n for whole n
         halfway = scratch.empty(total.shape, total.dtype)
         np.add(total, divisor // 2, out=halfway, casting="unsafe")

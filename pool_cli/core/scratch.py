@@ -2,8 +2,9 @@
 
 Allocating a fresh array for every pass of every band makes the kernel zero new pages again
 and again, and threads then queue on the process's memory map. Inside :func:`band`, kernels
-take their temporaries from this thread's pool instead; they all return to it when the band
-ends, so a thread reuses the same few cache-warm buffers for every band.
+take their temporaries from this thread's pool instead and give each back as soon as a pass is
+done with it (:func:`release`; the rest return when the band ends), so a thread reuses the
+same few cache-warm buffers for every pass of every band.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def release(*arrays: np.ndarray) -> None:
             if found is not None:
                 bisect.insort(_POOL.free, _POOL.used.pop(found), key=len)
                 break
-            array = array.base
+            array = getattr(array, "base", None)
 
 
 class band:
