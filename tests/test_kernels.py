@@ -7,6 +7,7 @@ so that bands never divide the input evenly, and thread counts 1 and 3 must agre
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -348,3 +349,23 @@ def test_empty_inputs_give_empty_outputs():
             got = pool(np.zeros(shape, np.float32), mode, 2, layout=layout,
                        padding=((1, 0), (1, 0)))
             assert got.size == 0
+
+
+def test_after_a_band_fails_nothing_writes_the_output_any_more():
+    x = np.zeros((12, 64, 64), np.float32)
+    plan = make_spec("max", 2).plan(x.shape)
+    out = np.zeros(plan.out_shape, x.dtype)
+    bands = plan.split(64 * 64 * 4, 4)
+
+    def pool_band(part, band, target):
+        if band is bands[1]:
+            raise ValueError("band failed")
+        time.sleep(0.02)
+        target[...] = 1
+
+    with pytest.raises(ValueError):
+        execute.run_bands(pool_band, x, plan, out, threads=3, band_bytes=64 * 64 * 4)
+    written = out.copy()
+    time.sleep(0.1)
+    assert np.array_equal(out, written)
+    assert (out == 0).any()  # the failure stopped the rest early
