@@ -27,20 +27,42 @@ def median_us(function, runs=15):
     return np.median(times) * 1e6
 
 
-def passes():
-    """direct against flat passes, max and sum, along H (long rows behind) and W (none)."""
+def compare_passes(first, second, names: str, geometries) -> None:
+    """One row per (window, stride, padding): ``first`` against ``second``, max and sum,
+    along H (long rows behind) and W (none) of a (1, 512, 512) float32 band in cache (us)."""
     band = np.random.default_rng(0).standard_normal((1, 512, 512), dtype=np.float32)
-    print("window stride | H: direct flat (max) direct flat (sum) | W: direct flat (max) direct flat (sum)")
-    for window, stride in ((2, 2), (3, 2), (3, 1), (5, 1), (7, 1), (13, 1), (25, 1), (63, 1), (255, 1)):
-        pad = (window - 1) // 2 if stride == 1 or window == 3 else 0
+    print(f"window stride | H: {names} (max) {names} (sum) | W: {names} (max) {names} (sum)")
+    for window, stride, pad in geometries:
         g = make_axis(512, window, stride, 1, (pad, pad), False)
-        row = []
-        for axis in (1, 2):
-            for combine in (np.maximum, np.add):
-                for run in (kernels.direct_pass, kernels.flat_pass):
-                    row.append(median_us(lambda: run(band, axis, g, combine, band.dtype)))
+        row = [median_us(lambda: run(band, axis, g, combine, band.dtype))
+               for axis in (1, 2) for combine in (np.maximum, np.add) for run in (first, second)]
         print(f"{window:6d} {stride:6d} | " + " ".join(f"{t:7.0f}" for t in row[:4]) + " | "
               + " ".join(f"{t:7.0f}" for t in row[4:]))
+
+
+def passes():
+    """Direct against flat passes."""
+    geometries = [(2, 2, 0), (3, 2, 1)] + [(k, 1, (k - 1) // 2) for k in (3, 5, 7, 13, 25, 63, 255)]
+    compare_passes(kernels.direct_pass, kernels.flat_pass, "direct flat", geometries)
+
+
+def same_length():
+    """Stride-1 windows that keep the length: sliding over the band itself (the ends pooled
+    apart) against the padded copy and pick."""
+    geometries = [(k, 1, (k - 1) // 2) for k in (3, 5, 13, 25, 33, 63, 127)]
+    compare_passes(kernels.flat_pass, kernels._padded_flat_pass, "same padded", geometries)
+
+
+def tiled():
+    """Tiled 2x2 windows along W: tile pass against flat pass and pick, by dtype (us)."""
+    g = make_axis(512, 2, 2, 1, (0, 0), False)
+    print("dtype    combine  | tile    flat")
+    for dtype, combine in ((np.float32, np.maximum), (np.float32, np.add), (np.uint8, np.maximum),
+                           (np.uint16, np.add)):
+        band = np.random.default_rng(0).integers(0, 200, (1, 512, 512)).astype(dtype)
+        row = [median_us(lambda: run(band, 2, g, combine, band.dtype))
+               for run in (kernels.tile_pass, kernels._padded_flat_pass)]
+        print(f"{np.dtype(dtype).name:8s} {combine.__name__:8s} | " + " ".join(f"{t:6.0f}" for t in row))
 
 
 def bands():
@@ -48,7 +70,7 @@ def bands():
     x = np.random.default_rng(0).standard_normal((64, 512, 512), dtype=np.float32)
     workloads = {"max 2x2": dict(mode="max", window=2),
                  "avg 3x3 s1 p1": dict(mode="avg", window=3, stride=1, padding=1)}
-    for budget in (256 << 10, 1 << 20, 4 << 20, 16 << 20):
+    for budget in (256 << 10, 1 << 20, 2 << 20, 4 << 20, 16 << 20):
         execute.BAND_BYTES = budget
         cells = []
         for name, kwargs in workloads.items():
@@ -59,4 +81,6 @@ def bands():
 
 if __name__ == "__main__":
     passes()
+    same_length()
+    tiled()
     bands()

@@ -5,7 +5,7 @@
   them (the H of CHW).
 * :func:`tile_pass`: windows that tile an axis followed by at most a pixel (window == stride,
   no padding; the W of CHW or HWC) are evenly strided slices of the flat band, per cell
-  (not for float max and min: see :func:`choose_pass`).
+  (sums only: see :func:`choose_pass`).
 * :func:`flat_pass` works on the band as one flat array (padded once where needed): wide
   windows by doubling (:func:`sliding`, about log2(k) passes, so a 13x13 window costs little
   more than a 5x5), and axes followed by short rows or pixels (the W of CHW or HWC), where
@@ -47,21 +47,18 @@ def _empty(x: np.ndarray, axis: int, n: int, dtype, out: np.ndarray | None) -> n
     return scratch.empty(x.shape[:axis] + (n,) + x.shape[axis + 1:], dtype) if out is None else out
 
 
-def choose_pass(shape: tuple[int, ...], axis: int, g: Axis, combine: np.ufunc | None = None,
-                dtype=None):
+def choose_pass(shape: tuple[int, ...], axis: int, g: Axis, combine: np.ufunc | None = None):
     """The fastest exact pass along ``axis`` of an array of ``shape`` (see the module's docstring).
 
-    Float max and min skip tile passes: NumPy vectorises their NaN-aware loops only on
-    contiguous data (measured: a strided float32 max costs 2.3x a strided add), so tiled
-    windows are then cheaper as one contiguous pass and a pick. Sums over windows that do
-    not overlap never take flat passes: whether an axis tiles depends on the band, and tile and
-    direct passes add a window's cells in order, flat passes in doubling blocks (the same
-    order up to 3 cells).
+    Max and min skip tile passes: NumPy vectorises their compare loops well only on contiguous
+    data (measured: a strided float32 max costs 2.3x a strided add), so tiled windows are then
+    cheaper as one contiguous pass and a pick. Sums over windows that do not overlap never take
+    flat passes: whether an axis tiles depends on the band, and tile and direct passes add a
+    window's cells in order, flat passes in doubling blocks (the same order up to 3 cells).
     """
     cells = math.prod(shape[axis + 1:])
     sums = combine is np.add
-    slow_compare = combine is not None and not sums and np.dtype(dtype).kind == "f"
-    if tiles(g) and cells <= PIXEL_MAX_CELLS and not slow_compare:
+    if tiles(g) and cells <= PIXEL_MAX_CELLS and (combine is None or sums):
         return tile_pass
     if g.window == 1 or (sums and 3 < g.window <= g.stride and g.dilation == 1):
         return direct_pass

@@ -120,8 +120,7 @@ class WindowPlan(Plan):
         for n, i in enumerate(order):
             axis, g = self.axes[i], self.geometry[i]
             last = out if n == len(order) - 1 else None
-            pooled = choose_pass(x.shape, axis, g, combine, dtype)(x, axis, g, combine, dtype,
-                                                                   last)
+            pooled = choose_pass(x.shape, axis, g, combine)(x, axis, g, combine, dtype, last)
             if n:  # an intermediate of this band, no longer needed
                 scratch.release(x)
             x = pooled
