@@ -945,3 +945,10 @@ def test_out_that_cannot_hold_the_result_is_refused_and_left_untouched():
         with pytest.raises(PoolError, match=re.escape(words)):
             pool(x, "max", out=out)
         assert np.array_equal(np.asarray(out), before)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 2.5, "2", True])
+def test_threads_must_be_a_whole_number_of_at_least_one(threads):
+    with pytest.raises(PoolError, match="threads must be"):
+        pool(np.zeros((4, 4)), "max", threads=threads)
+    assert pool(np.zeros((4, 4)), "max", threads=np.int64(2)).shape == (2, 2)

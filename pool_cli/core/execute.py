@@ -7,8 +7,8 @@ thread count gives the same bits.
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 from concurrent import futures
 
 import numpy as np
@@ -39,9 +39,10 @@ def default_threads() -> int:
 
 
 def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | None,
-              band_bytes: int | None = None) -> np.ndarray:
-    """Call ``pool_band(x_part, band, out_part)`` for every band of ``plan``, in parallel."""
-    staged = x.nbytes > STAGE_MIN_BYTES and plan.stages_bands(x.itemsize)
+              combine: np.ufunc, band_bytes: int | None = None) -> np.ndarray:
+    """Call ``pool_band(x_part, band, out_part)`` for every band of ``plan``, in parallel
+    (``combine``: how the plan's windows are reduced, which decides whether bands are staged)."""
+    staged = x.nbytes > STAGE_MIN_BYTES and plan.stages_bands(x.itemsize, combine)
 
     def work(bands):
         # NaN and inf are values here, not errors (errstate is per thread)
@@ -61,8 +62,7 @@ def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | No
     if out.size == 0:
         return out
     bands = plan.split(band_bytes or BAND_BYTES, x.itemsize)
-    wanted = threads or default_threads()
-    workers = min(wanted, len(bands))
+    workers = min(threads or default_threads(), len(bands))
     if workers <= 1:
         work(bands)
         return out
@@ -70,20 +70,32 @@ def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | No
     # future per band costs more than a small band's pooling (measured: 7.8 vs 5.1 ms on W1).
     # The calling thread is one of the workers: one thread fewer to wake and to wait for.
     pending = iter(bands)
-    helpers = [_helpers(wanted - 1, os.getpid()).submit(work, pending)
-               for _ in range(workers - 1)]
+    helpers = _start_helpers(workers - 1, work, pending)
     try:
         work(pending)
     finally:
-        futures.wait(helpers)  # no band is still being written when this returns or raises
+        # A helper still queued behind another call's work has nothing left to do: cancel it
+        # rather than wait for it. None of the started ones writes once this returns or raises.
+        futures.wait([done for done in helpers if not done.cancel()])
     for done in helpers:
-        done.result()  # re-raises a helper's error
+        if not done.cancelled():
+            done.result()  # re-raises a helper's error
     return out
 
 
-@functools.cache
-def _helpers(count: int, pid: int):
-    """One pool of ``count`` threads, kept: its threads keep their warm scratch buffers.
+_HELPERS: dict[int, tuple[int, futures.ThreadPoolExecutor]] = {}
+_HELPERS_LOCK = threading.Lock()
 
-    Keyed by process too: a child made by fork has none of its parent's threads."""
-    return futures.ThreadPoolExecutor(max_workers=count, thread_name_prefix="poolcli")
+
+def _start_helpers(count: int, work, pending) -> list[futures.Future]:
+    """``work(pending)`` on ``count`` threads of a kept pool (its threads keep their warm
+    scratch buffers): one pool per process, as a child made by fork has none of its parent's
+    threads, replaced by a larger one when more threads are asked for (no idle pools pile up)."""
+    with _HELPERS_LOCK:  # no call submits to a pool another call has just shut down
+        size, pool = _HELPERS.get(os.getpid(), (0, None))
+        if size < count:
+            if pool is not None:
+                pool.shutdown(wait=False)  # its queued work still runs
+            pool = futures.ThreadPoolExecutor(max_workers=count, thread_name_prefix="poolcli")
+            _HELPERS[os.getpid()] = (count, pool)
+        return [pool.submit(work, pending) for _ in range(count)]

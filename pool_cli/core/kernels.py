@@ -47,7 +47,7 @@ def _empty(x: np.ndarray, axis: int, n: int, dtype, out: np.ndarray | None) -> n
     return scratch.empty(x.shape[:axis] + (n,) + x.shape[axis + 1:], dtype) if out is None else out
 
 
-def choose_pass(shape: tuple[int, ...], axis: int, g: Axis, combine: np.ufunc | None = None):
+def choose_pass(shape: tuple[int, ...], axis: int, g: Axis, combine: np.ufunc):
     """The fastest exact pass along ``axis`` of an array of ``shape`` (see the module's docstring).
 
     Max and min skip tile passes: NumPy vectorises their compare loops well only on contiguous
@@ -58,7 +58,7 @@ def choose_pass(shape: tuple[int, ...], axis: int, g: Axis, combine: np.ufunc | 
     """
     cells = math.prod(shape[axis + 1:])
     sums = combine is np.add
-    if tiles(g) and cells <= PIXEL_MAX_CELLS and (combine is None or sums):
+    if tiles(g) and cells <= PIXEL_MAX_CELLS and sums:
         return tile_pass
     if g.window == 1 or (sums and 3 < g.window <= g.stride and g.dilation == 1):
         return direct_pass

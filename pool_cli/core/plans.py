@@ -42,7 +42,7 @@ class Plan:
     axes: tuple[int, ...]
     in_shape: tuple[int, ...]
 
-    def stages_bands(self, itemsize: int) -> bool:
+    def stages_bands(self, itemsize: int, combine: np.ufunc) -> bool:
         """Whether a band is best copied into cache before it is pooled (see WindowPlan)."""
         return False
 
@@ -126,7 +126,7 @@ class WindowPlan(Plan):
             x = pooled
         return x
 
-    def stages_bands(self, itemsize: int) -> bool:
+    def stages_bands(self, itemsize: int, combine: np.ufunc) -> bool:
         """Copy each band into cache first when the first pass reads it in place with a stride,
         in rows too short for the hardware prefetcher (the H of CHW; measured: it helps there,
         and costs with stride 1 or long rows, benchmarks/README.md)."""
@@ -134,7 +134,7 @@ class WindowPlan(Plan):
         axis, g = self.axes[i], self.geometry[i]
         row_bytes = math.prod(self.in_shape[axis + 1:]) * itemsize
         return (g.stride > 1 and row_bytes < STAGED_ROW_BYTES
-                and choose_pass(self.in_shape, axis, g) is direct_pass)
+                and choose_pass(self.in_shape, axis, g, combine) is direct_pass)
 
     def axis_counts(self, include_pad: bool) -> list[tuple[int, np.ndarray]]:
         return [(a, g.counts(include_pad)) for a, g in zip(self.axes, self.geometry)]

@@ -162,6 +162,9 @@ class PoolSpec:
 
     def apply(self, x, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Pool ``x`` (any array-like) with these parameters, into ``out`` if given."""
+        if threads is not None and (isinstance(threads, bool) or not hasattr(threads, "__index__")
+                                    or threads < 1):
+            raise PoolError(f"threads must be a whole number >= 1, got {threads!r}")
         x = np.asarray(x)
         check_dtype(x.dtype)
         plan = self.plan(x.shape)
@@ -184,10 +187,10 @@ class PoolSpec:
         if self.mode.is_extreme:
             combine = self.mode.skip_nan_combine if skip_nan else self.mode.combine
             return run_bands(lambda part, band, target: band.plan.reduce(
-                part, combine, x.dtype, out=target), x, plan, out, threads)
+                part, combine, x.dtype, out=target), x, plan, out, threads, combine)
         work = self._work_dtype(x.dtype, plan.cells)
         return run_bands(lambda part, band, target: self._sum_band(
-            part, band.plan, target, work, skip_nan), x, plan, out, threads)
+            part, band.plan, target, work, skip_nan), x, plan, out, threads, np.add)
 
     def _work_dtype(self, dtype: np.dtype, cells: int) -> np.dtype:
         """Sums of small integers in the narrowest type that cannot overflow (and round)."""
