@@ -413,3 +413,15 @@ def test_after_a_band_fails_nothing_writes_the_output_any_more():
     assert np.array_equal(out, written)
     # the caller failed at once; each helper finished the band it had, then found none left
     assert (written == 1).all(axis=(1, 2)).sum() <= 2
+
+
+def test_a_thread_keeps_at_most_keep_total_bytes_of_scratch(monkeypatch):
+    monkeypatch.setattr(scratch, "KEEP_TOTAL", 10_000)
+    for size in (3000, 4000, 5000, 6000):
+        with scratch.band():
+            scratch.empty((size,), np.uint8)
+            scratch.empty((size,), np.uint8)
+    kept = [b.size for b in scratch._POOL.free]
+    assert sum(kept) <= 10_000 and max(kept) == 6000
+    with scratch.band():  # the pool stays usable
+        assert scratch.empty((6000,), np.uint8).size == 6000

@@ -15,8 +15,10 @@ import threading
 
 import numpy as np
 
-# Buffers larger than this are not kept between bands (an unsplittable huge input).
+# Buffers larger than this are not kept between bands (an unsplittable huge input), nor more
+# than KEEP_TOTAL in all per thread (the smallest go first): kept threads keep their pools.
 KEEP_BYTES = 32 * 2**20
+KEEP_TOTAL = 64 * 2**20
 
 
 class _Pool(threading.local):
@@ -68,6 +70,9 @@ class band:
 
     def __exit__(self, *exc):
         _POOL.active = False
-        _POOL.free += [b for b in _POOL.used if b.size <= KEEP_BYTES]
-        _POOL.free.sort(key=len)
+        free = sorted(_POOL.free + [b for b in _POOL.used if b.size <= KEEP_BYTES], key=len)
+        total = sum(b.size for b in free)
+        while total > KEEP_TOTAL:
+            total -= free.pop(0).size
+        _POOL.free = free
         _POOL.used.clear()
