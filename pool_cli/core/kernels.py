@@ -3,9 +3,9 @@
 * :func:`direct_pass` combines, for each window offset, one strided slice of the input: no
   copy, no padding buffer; the fastest for small windows along axes with long rows behind
   them (the H of CHW).
-* :func:`tile_pass`: windows that tile an axis followed by at most a pixel (window == stride,
-  no padding; the W of CHW or HWC) are evenly strided slices of the flat band, per cell
-  (sums only: see :func:`choose_pass`).
+* :func:`tile_pass`: windows that tile an axis followed by at most a pixel (window <= stride,
+  no padding, no remainder; the W of CHW or HWC) are evenly strided slices of the flat band,
+  per cell (sums only: see :func:`choose_pass`).
 * :func:`flat_pass` works on the band as one flat array (padded once where needed): wide
   windows by doubling (:func:`sliding`, about log2(k) passes, so a 13x13 window costs little
   more than a 5x5), and axes followed by short rows or pixels (the W of CHW or HWC), where
@@ -223,19 +223,21 @@ def _padded_flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None)
         target = out.reshape(-1, cells)
         for cell in range(cells):
             target[:, cell] = picks[:, cell]
-    elif (1 < cells <= PIXEL_MAX_CELLS and _pixels(out, axis, cells) is not None
-            and _pixels(every, axis, cells) is not None):
-        _pixels(out, axis, cells)[...] = along(_pixels(every, axis, cells), axis,
-                                               slice(0, (g.out - 1) * g.stride + 1, g.stride))
     else:
-        out[...] = along(every, axis, slice(0, (g.out - 1) * g.stride + 1, g.stride))
+        picked = slice(0, (g.out - 1) * g.stride + 1, g.stride)
+        target, source = _pixels(out, axis, cells), _pixels(every, axis, cells)
+        if target is None or source is None:
+            out[...] = along(every, axis, picked)
+        else:  # pixels as opaque records: one copy, not one per cell
+            target[...] = along(source, axis, picked)
     scratch.release(windows)
     return out
 
 
 def _pixels(a: np.ndarray, axis: int, cells: int) -> np.ndarray | None:
-    """View the cells after ``axis`` as one opaque record per pixel, or None if no view can."""
-    if a.size == 0 or not _trailing_contiguous(a, axis):
+    """View the cells after ``axis`` as one opaque record per pixel, or None if they are not
+    a pixel (one cell, or more than PIXEL_MAX_CELLS) or no view can."""
+    if not 1 < cells <= PIXEL_MAX_CELLS or a.size == 0 or not _trailing_contiguous(a, axis):
         return None
     merged = a.reshape(a.shape[:axis] + (a.shape[axis], cells))
     if not np.shares_memory(merged, a):
@@ -308,9 +310,9 @@ def _identity(combine: np.ufunc, dtype: np.dtype):
     return info.min if low else info.max
 
 
-def _padded_copy(x, axis: int, pad_begin: int, length: int, fill, dtype=None) -> np.ndarray:
+def _padded_copy(x, axis: int, pad_begin: int, length: int, fill, dtype) -> np.ndarray:
     """``x`` along ``axis`` placed at ``pad_begin`` in a buffer of ``length`` filled with ``fill``."""
-    buffer = scratch.empty(x.shape[:axis] + (length,) + x.shape[axis + 1:], dtype or x.dtype)
+    buffer = scratch.empty(x.shape[:axis] + (length,) + x.shape[axis + 1:], dtype)
     stop = min(pad_begin + x.shape[axis], length)
     along(buffer, axis, slice(0, pad_begin))[...] = fill
     along(buffer, axis, slice(pad_begin, stop))[...] = along(x, axis, slice(0, stop - pad_begin))
