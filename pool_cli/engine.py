@@ -237,7 +237,7 @@ class Batch:
             start = time.perf_counter()
             outputs[key] = spec.run(array, plan, self.threads)
             rows.append(self._row(blank, key, dest, loaded, array, plan,
-                                  io.stored_dtype(fmt, loaded, outputs[key].dtype),
+                                  io.stored_dtype(fmt, loaded, outputs[key]),
                                   load_ms, (time.perf_counter() - start) * 1e3))
         start = time.perf_counter()
         warnings = io.write_output(dest, outputs, fmt=fmt, like=loaded, overwrite=self.options.overwrite,

@@ -468,16 +468,22 @@ def write_output(
     _check_format(fmt)
     _check_quality(jpeg_quality, png_compression)
     notes: list[str] = []
-    encode = _encoder(dest, arrays, fmt, like, notes, jpeg_quality, png_compression)
-    if dest == "-":
-        buffer = io.BytesIO()
-        _run_encoder(dest, fmt, encode, buffer)
-        out = stdout if stdout is not None else sys.stdout.buffer
-        out.write(buffer.getvalue())
-        out.flush()
-    else:
-        _write_atomically(dest, fmt, encode, overwrite)
+    _emit(dest, fmt, _encoder(dest, arrays, fmt, like, notes, jpeg_quality, png_compression),
+          overwrite, stdout)
     return notes
+
+
+def _emit(dest: str, fmt: str, encode, overwrite: bool, stdout: BinaryIO | None) -> None:
+    """Run ``encode`` into ``dest``: atomically, or whole into a buffer first for ``"-"``
+    (nothing half-written on failure)."""
+    if dest != "-":
+        _write_atomically(dest, fmt, encode, overwrite)
+        return
+    buffer = io.BytesIO()
+    _run_encoder(dest, fmt, encode, buffer)
+    out = stdout if stdout is not None else sys.stdout.buffer
+    out.write(buffer.getvalue())
+    out.flush()
 
 
 def _check_quality(jpeg_quality: int, png_compression: int) -> None:
@@ -538,9 +544,7 @@ def _image_data(
     dest: str, arr: np.ndarray, fmt: str, like_mode: str | None, notes: list[str]
 ) -> tuple[np.ndarray, str]:
     """Return the array cast to the dtype of the image mode it will be saved as."""
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    mode = like_mode if like_mode is not None else _mode_for_array(dest, arr, fmt)
+    arr, mode = _image_mode(dest, arr, fmt, like_mode)
     if not _fits_mode(arr, mode):
         raise PoolError(
             f"{dest}: an array of shape {arr.shape} does not fit a mode {mode} image; use .npy"
@@ -548,6 +552,14 @@ def _image_data(
     if mode not in _FORMAT_MODES[fmt]:
         raise _unfit_error(dest, fmt, _MODE_WORDS[mode], mode)
     return _cast(dest, arr, mode, fmt, notes), mode
+
+
+def _image_mode(dest: str, arr: np.ndarray, fmt: str,
+                like_mode: str | None) -> tuple[np.ndarray, str]:
+    """The array as an image holds it (one channel dropped) and the mode it is saved in."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    return arr, like_mode if like_mode is not None else _mode_for_array(dest, arr, fmt)
 
 
 def _fits_mode(arr: np.ndarray, mode: str) -> bool:
@@ -760,11 +772,16 @@ def _write_error(dest: str, exc: OSError) -> PoolError:
     return PoolError(f"{dest}: cannot write ({what})")
 
 
-def stored_dtype(fmt: str, like: Loaded, dtype: np.dtype) -> np.dtype:
-    """The dtype an array of ``dtype`` is stored as when written in ``fmt`` (images keep their mode)."""
-    if fmt in ("npy", "npz") or like.image_mode not in _MODE_DTYPE:
-        return np.dtype(dtype)
-    return _MODE_DTYPE[like.image_mode]
+def stored_dtype(fmt: str, like: Loaded, array: np.ndarray) -> np.dtype:
+    """The dtype ``array`` is stored as when written in ``fmt``: an image keeps the input's
+    mode, or takes the mode that holds the array (as :func:`write_output` decides)."""
+    if fmt in ("npy", "npz"):
+        return array.dtype
+    try:
+        mode = _image_mode("-", array, fmt, like.image_mode)[1]
+    except PoolError:  # no image can hold it: write_output says so, naming the file
+        return array.dtype
+    return _MODE_DTYPE.get(mode, array.dtype)
 
 
 def write_npy_stream(dest: str, shape: tuple[int, ...], dtype: np.dtype,
@@ -821,11 +838,4 @@ def save_picture(dest: str, image, *, overwrite: bool = False,
     def encode(f: BinaryIO) -> None:
         image.save(f, format="PNG", compress_level=6)
 
-    if dest != "-":
-        _write_atomically(dest, "png", encode, overwrite)
-        return
-    buffer = io.BytesIO()  # encoded whole first: nothing half-written on failure
-    encode(buffer)
-    out = stdout if stdout is not None else sys.stdout.buffer
-    out.write(buffer.getvalue())
-    out.flush()
+    _emit(dest, "png", encode, overwrite, stdout)

@@ -12,13 +12,13 @@ import sys
 from typing import Callable, Iterator, TextIO
 
 
-def error_line(message: str, stream: TextIO | None = None) -> None:
+def error_line(message: str) -> None:
     """One plain line on standard error: ``poolcli: error: <input>: <problem>``."""
-    print(f"poolcli: error: {message}", file=stream or sys.stderr, flush=True)
+    print(f"poolcli: error: {message}", file=sys.stderr, flush=True)
 
 
-def warning_line(message: str, stream: TextIO | None = None) -> None:
-    print(f"poolcli: warning: {message}", file=stream or sys.stderr, flush=True)
+def warning_line(message: str) -> None:
+    print(f"poolcli: warning: {message}", file=sys.stderr, flush=True)
 
 
 def json_lines(objects, stream: TextIO) -> None:
@@ -30,6 +30,8 @@ def json_lines(objects, stream: TextIO) -> None:
 
 
 def _finite(value):
+    if getattr(value, "ndim", None) == 0:  # a NumPy scalar: its Python value, NaN included
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -229,8 +231,6 @@ def _num(value) -> str:
 
 
 def _jsonable(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
+    if hasattr(value, "tolist"):  # NumPy arrays: Python lists, NaN and inf as null
+        return _finite(value.tolist())
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -730,3 +730,17 @@ def test_written_file_permissions_follow_the_umask(tmp_path):
 def test_unknown_output_format(tmp_path):
     with pytest.raises(PoolError, match="unknown output format"):
         write_output(str(tmp_path / "o.exr"), {None: np.zeros(2)}, fmt="exr", like=array_like())
+
+
+@pytest.mark.parametrize("dtype,stored", [(np.int16, np.int32), (np.int8, np.int32),
+                                          (np.float16, np.float32), (np.uint16, np.uint16),
+                                          (np.uint8, np.uint8), (bool, bool)])
+def test_stored_dtype_of_an_array_written_as_an_image_is_the_dtype_written(tmp_path, dtype, stored):
+    array = np.zeros((4, 5), dtype)
+    like = array_like()
+    assert pio.stored_dtype("tiff", like, array) == stored
+    dest = str(tmp_path / "x.tiff")
+    pio.write_output(dest, {"": array}, fmt="tiff", like=like)
+    assert next(iter(pio.read_input(dest).arrays.values())).dtype == stored
+    assert pio.stored_dtype("npy", like, array) == array.dtype
+    assert pio.stored_dtype("png", like, np.zeros((4, 5), np.float64)) == np.float64  # refused later
