@@ -84,6 +84,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import __version__, pool
+from .core.geometry import spatial_axes
 
 # --------------------------------------------------------------------------------------------
 # Workloads
@@ -261,14 +262,6 @@ def _installed(module: str | None) -> bool:
     return True
 
 
-def _spatial(w: Workload) -> tuple[int, int]:
-    if w.layout == "CHW":
-        return 1, 2
-    if w.layout == "HWC":
-        return 0, 1
-    raise Unsupported(f"layout {w.layout}")
-
-
 def _counts(length: int, out: int, k: int, s: int, p: int) -> np.ndarray:
     """In-range cells of each window along one axis (the avg divisor, padding excluded)."""
     starts = np.arange(out) * s - p
@@ -277,7 +270,7 @@ def _counts(length: int, out: int, k: int, s: int, p: int) -> np.ndarray:
 
 def _count_map(w: Workload, x: np.ndarray, out_shape: tuple) -> np.ndarray:
     """Count of in-range cells per output, shaped to broadcast against the output."""
-    ha, wa = _spatial(w)
+    ha, wa = spatial_axes(w.layout)
     ch = _counts(x.shape[ha], out_shape[ha], w.window, w.stride, w.padding)
     cw = _counts(x.shape[wa], out_shape[wa], w.window, w.stride, w.padding)
     counts = np.outer(ch, cw).astype(np.float32)
@@ -286,7 +279,7 @@ def _count_map(w: Workload, x: np.ndarray, out_shape: tuple) -> np.ndarray:
 
 def _strided(w: Workload, out_shape: tuple, start: int) -> tuple:
     """Index picking every stride-th window start of a full-resolution filter output."""
-    ha, wa = _spatial(w)
+    ha, wa = spatial_axes(w.layout)
     index = [slice(None)] * len(out_shape)
     for axis in (ha, wa):
         index[axis] = slice(start, start + w.stride * out_shape[axis], w.stride)
@@ -333,14 +326,14 @@ def torch_variants(w: Workload, x: np.ndarray, out_shape: tuple) -> list[Variant
 def opencv_variants(w: Workload, x: np.ndarray, out_shape: tuple) -> list[Variant]:
     import cv2
 
-    ha, wa = _spatial(w)
+    ha, wa = spatial_axes(w.layout)
     planes = list(x) if w.layout == "CHW" else [x]  # CHW: plane by plane; HWC: one call
 
-    def per_plane(fn, dtype=x.dtype):
+    def per_plane(fn):
         def run():
             if w.layout == "HWC":
                 return fn(x)
-            out = np.empty(out_shape, dtype)
+            out = np.empty(out_shape, x.dtype)
             for c, plane in enumerate(planes):
                 out[c] = fn(plane)
             return out
@@ -382,7 +375,7 @@ def opencv_variants(w: Workload, x: np.ndarray, out_shape: tuple) -> list[Varian
 def skimage_variants(w: Workload, x: np.ndarray, out_shape: tuple) -> list[Variant]:
     from skimage.measure import block_reduce
 
-    ha, wa = _spatial(w)
+    ha, wa = spatial_axes(w.layout)
     block = [1] * x.ndim
     if w.global_pool:
         block[ha], block[wa] = x.shape[ha], x.shape[wa]
@@ -405,7 +398,7 @@ def scipy_variants(w: Workload, x: np.ndarray, out_shape: tuple) -> list[Variant
 
     if w.global_pool:
         raise Unsupported("scipy.ndimage filters have no global pooling")
-    ha, wa = _spatial(w)
+    ha, wa = spatial_axes(w.layout)
     k, s, p = w.window, w.stride, w.padding
     if p > k // 2:
         raise Unsupported("padding beyond the filter's centre")

@@ -282,11 +282,11 @@ class Batch:
                 io.release_pages(part)
 
         start = time.perf_counter()
-        io.write_npy_stream(dest, plan.out_shape, spec.output_dtype(array.dtype), pooled_bands(),
+        dtype = spec.output_dtype(array.dtype)
+        io.write_npy_stream(dest, plan.out_shape, dtype, pooled_bands(),
                             overwrite=self.options.overwrite)
         total_ms = (time.perf_counter() - start) * 1e3
-        row = self._row(blank, None, dest, loaded, array, plan, spec.output_dtype(array.dtype),
-                        load_ms, pool_s * 1e3)
+        row = self._row(blank, None, dest, loaded, array, plan, dtype, load_ms, pool_s * 1e3)
         row.save_ms = total_ms - pool_s * 1e3
         return row
 

@@ -9,11 +9,6 @@ import os
 
 from .core.errors import PoolError
 
-#: Format names accepted by ``--format``, image formats first.
-FORMATS: tuple[str, ...] = ("png", "jpeg", "tiff", "bmp", "webp", "gif", "ppm", "npy", "npz")
-
-_IMAGE_FORMATS = FORMATS[:-2]
-
 _FORMAT_BY_EXTENSION = {
     ".png": "png",
     ".jpg": "jpeg",
@@ -42,6 +37,9 @@ _EXTENSION_BY_FORMAT = {
     "npy": ".npy",
     "npz": ".npz",
 }
+
+#: Format names accepted by ``--format``, image formats first.
+FORMATS: tuple[str, ...] = tuple(_EXTENSION_BY_FORMAT)
 
 def format_for_path(path: str) -> str | None:
     """Return the format a path's extension names, or None.

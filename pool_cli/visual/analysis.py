@@ -9,14 +9,13 @@ the share of signal energy kept. See :mod:`pool_cli.visual.metrics` for the form
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 
 from pool_cli.core import PoolError, make_spec
 from pool_cli.core.modes import split_options
 from pool_cli.core.geometry import resolve_layout
-from .metrics import default_data_range, energy_kept, psnr, ssim, upscale_nearest
+from .metrics import default_data_range, energy_kept, psnr, ssim, timed_run, upscale_nearest
 
 __all__ = ["Analysis", "UPSCALING", "analyze", "geometry_label"]
 
@@ -41,13 +40,13 @@ class Analysis(list):
         How outputs were scaled back up (:data:`UPSCALING`).
     """
 
-    def __init__(self, rows=(), skipped=(), notes=(), data_range=float("nan"),
-                 upscaling=UPSCALING):
-        super().__init__(rows)
-        self.skipped = list(skipped)
-        self.notes = list(notes)
+    upscaling = UPSCALING
+
+    def __init__(self, data_range=float("nan")):
+        super().__init__()
+        self.skipped: list[str] = []
+        self.notes: list[str] = []
         self.data_range = data_range
-        self.upscaling = upscaling
 
 
 def _compact(values) -> str:
@@ -151,25 +150,21 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
     for mode, (window, stride) in itertools.product(modes, geometries):
         shared, own = split_options(mode, pool_options)
         options = dict(window=window, stride=stride, layout=layout, **shared, **own)
-        jobs.append((mode, options, make_spec(mode, **options)))  # usage errors raise here
+        jobs.append((mode, make_spec(mode, **options)))  # usage errors raise here
 
     reference = a.astype(np.float64)
     result = Analysis(data_range=L)
     off_scale, rescaled = [], []
-    for mode, options, spec in jobs:
+    for mode, spec in jobs:
         try:
             plan = spec.plan(a.shape)
         except PoolError as error:
             result.skipped.append(f"{mode} window {_compact(spec.window)} stride "
                                   f"{_compact(spec.stride or spec.window)}: {error}")
             continue
-        times = []
-        for _ in range(max(1, int(repeat))):
-            t0 = time.perf_counter()
-            y = spec.run(a, plan)  # the pooling alone: parsed and planned once, above
-            times.append(time.perf_counter() - t0)
+        y, times = timed_run(spec, a, plan, repeat)  # parsed and planned once, above
         median = float(np.median(times))
-        compared, compared_as = _on_input_scale(y, mode, plan, options, match_scale)
+        compared, compared_as = _on_input_scale(y, spec, plan, match_scale)
         up = upscale_nearest(compared, a.shape, plan).astype(np.float64)
         described = plan.describe()
         if compared_as == "output" and y.size and np.nanmax(y) > np.nanmax(a) \
@@ -203,12 +198,12 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
     return result
 
 
-def _on_input_scale(y, mode, plan, options, match_scale):
+def _on_input_scale(y, spec, plan, match_scale):
     """The output brought to the input's scale for comparison, and how."""
-    if not match_scale or mode not in ("sum", "lp"):
+    if not match_scale or spec.mode.name not in ("sum", "lp"):
         return y, "output"
     n = np.asarray(plan.counts(False), dtype=np.float64)
-    if mode == "sum":
+    if spec.mode.name == "sum":
         return y / n, "sum / n (window mean)"
-    p = float(options.get("power") or 2.0)
+    p = spec.power
     return y / n ** (1.0 / p), f"lp / n^(1/p) (power mean, p={p:g})"

@@ -45,6 +45,8 @@ Energy kept (:func:`energy_kept`)
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from pool_cli.core.geometry import resolve_layout, spatial_axes
@@ -341,3 +343,14 @@ def _pair(reference, test) -> tuple[np.ndarray, np.ndarray]:
     if ref.shape != tst.shape:
         raise ValueError(f"shapes differ: {ref.shape} and {tst.shape}")
     return ref, tst
+
+
+def timed_run(spec, x: np.ndarray, plan, repeat: int) -> tuple[np.ndarray, list[float]]:
+    """Pool ``x`` ``repeat`` times (at least once) along a resolved plan: the result and the
+    times in seconds of the pooling alone (parsing and planning done before)."""
+    times = []
+    for _ in range(max(1, int(repeat))):
+        start = time.perf_counter()
+        pooled = spec.run(x, plan)
+        times.append(time.perf_counter() - start)
+    return pooled, times

@@ -144,7 +144,7 @@ def scatter_plot(points, title: str | None = None, x_label: str = "pooling time 
     width, height = size
     pts = [(str(lbl), float(x), float(y), str(g)) for lbl, x, y, g in points]
     groups = list(dict.fromkeys(g for *_, g in pts))
-    style = {g: (PALETTE[i % len(PALETTE)], MARKERS[(i // 1) % len(MARKERS)])
+    style = {g: (PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)])
              for i, g in enumerate(groups)}
     xs = np.array([p[1] for p in pts], dtype=float)
     ys = np.array([p[2] for p in pts], dtype=float)
@@ -250,8 +250,6 @@ def scatter_plot(points, title: str | None = None, x_label: str = "pooling time 
         text = inf_label
         draw.text((left - 8 - _text_width(font, text), round(fy(np.inf)) - lh // 2), text,
                   fill=TEXT, font=font)
-    draw.line([(left, top), (left, bottom)], fill=AXIS)
-    draw.line([(left, bottom), (right, bottom)], fill=AXIS)
     draw.rectangle([left, top, right, bottom], outline=BORDER)
     draw.line([(left, top), (left, bottom)], fill=AXIS)
     draw.line([(left, bottom), (right, bottom)], fill=AXIS)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -25,7 +24,7 @@ from pool_cli.core import make_spec
 from pool_cli.core.modes import split_options
 from pool_cli.core.geometry import resolve_layout
 from .colormaps import DIVERGING, apply_colormap, get_colormap
-from .metrics import upscale_nearest
+from .metrics import timed_run, upscale_nearest
 
 __all__ = ["BACKGROUND", "CompareResult", "compare_sheet", "compose_sheet", "colorbar",
            "describe_geometry", "display_range", "feature_grid", "format_shape",
@@ -92,10 +91,6 @@ def format_shape(shape) -> str:
     return "x".join(str(int(n)) for n in shape)
 
 
-def _format_sizes(values) -> str:
-    return "x".join(str(v) for v in values)
-
-
 def describe_geometry(plan) -> str:
     """One line naming a plan's window, stride and padding (or adaptive / global size).
 
@@ -108,9 +103,9 @@ def describe_geometry(plan) -> str:
     """
     info = plan.describe()
     if info.get("output_size") is not None:
-        return f"output size {_format_sizes(info['output_size'])}"
+        return f"output size {format_shape(info['output_size'])}"
     if not getattr(plan, "geometry", None):  # global pooling
-        return f"global ({_format_sizes(info['window'])})"
+        return f"global ({format_shape(info['window'])})"
     pads = info["padding"]
     if all(b == 0 and e == 0 for b, e in pads):
         pad = "0"
@@ -118,10 +113,10 @@ def describe_geometry(plan) -> str:
         pad = str(pads[0][0])
     else:
         pad = ",".join(f"{b}:{e}" for b, e in pads)
-    text = (f"window {_format_sizes(info['window'])}  stride {_format_sizes(info['stride'])}  "
+    text = (f"window {format_shape(info['window'])}  stride {format_shape(info['stride'])}  "
             f"pad {pad}")
     if any(d != 1 for d in info["dilation"]):
-        text += f"  dilation {_format_sizes(info['dilation'])}"
+        text += f"  dilation {format_shape(info['dilation'])}"
     return text
 
 
@@ -463,13 +458,12 @@ def select_channels(channels, count: int) -> list[int]:
 def _before_after(before_after, shape, layout):
     if before_after is None:
         return None
-    if isinstance(before_after, tuple) and len(before_after) == 2 and not np.isscalar(
-            before_after[1]) and hasattr(before_after[1], "out_shape"):
+    if isinstance(before_after, tuple) and len(before_after) == 2 and hasattr(
+            before_after[1], "out_shape"):
         pooled, plan = before_after
     else:
         pooled, plan = before_after, None
-    pooled = np.asarray(pooled)
-    return upscale_nearest(pooled, shape, plan, layout), pooled
+    return upscale_nearest(np.asarray(pooled), shape, plan, layout)
 
 
 def _range_of(data: np.ndarray) -> tuple[float, float]:
@@ -584,7 +578,7 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
     if ref.shape != tiles_of.shape:
         raise ValueError(f"reference shape {np.asarray(reference).shape} differs from {a.shape}")
     after = _before_after(before_after, a.shape, layout)
-    after_tiles = None if after is None else np.transpose(after[0], perm)
+    after_tiles = None if after is None else np.transpose(after, perm)
 
     per_axis = [select_channels(channels, n) if letter == "C" else list(range(n))
                 for letter, n in zip(letters, tiles_of.shape[:-2])]
@@ -689,10 +683,11 @@ class CompareResult(NamedTuple):
     rows: list[dict]
 
 
-def _mode_title(mode: str, options: dict) -> str:
+def _mode_title(spec) -> str:
+    mode = spec.mode.name
     if mode == "lp":
-        return f"lp (p={format_value(options.get('power') or 2.0)})"
-    if mode == "avg" and options.get("count_include_pad"):
+        return f"lp (p={format_value(spec.power)})"
+    if mode == "avg" and spec.count_include_pad:
         return "avg (count pad)"
     return mode
 
@@ -775,7 +770,7 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
     for mode in modes:
         geometry, extra = split_options(mode, pool_options)
         spec = make_spec(mode, layout=layout, **geometry, **extra)
-        jobs.append((mode, extra, spec, spec.plan(a.shape)))
+        jobs.append((mode, spec, spec.plan(a.shape)))
 
     notes: list[str] = []
     if kind == "image":
@@ -803,15 +798,12 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
     panels = [(["input", f"{format_shape(a.shape)} {a.dtype}"],
                render(a, in_range if kind == "image" else "own"))]
     rows = []
-    for mode, extra, spec, plan in jobs:
-        times = []
-        for _ in range(max(1, int(repeat))):
-            t0 = time.perf_counter()
-            y = spec.run(a, plan)
-            times.append(time.perf_counter() - t0)
+    input_range = _finite_range(np.asarray(a))  # once, not per mode
+    for mode, spec, plan in jobs:
+        y, times = timed_run(spec, a, plan, repeat)
         ms = float(np.median(times)) * 1e3
         up = upscale_nearest(y, a.shape, plan)
-        label = _mode_title(mode, extra)
+        label = _mode_title(spec)
         if kind == "image":
             lo, hi = _finite_range(np.asarray(y))
             own = lo is not None and (lo < in_range[0] or hi > in_range[1])
@@ -821,7 +813,7 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
                              f"{format_value(rng[0])}..{format_value(rng[1])} instead")
             image = render(up, rng)
         else:
-            same_scale = _within(y, a)
+            same_scale = _within(y, input_range)
             if not same_scale:
                 notes.append(f"{label}: values exceed the input's range; tiles use their "
                              f"own scale")
@@ -838,9 +830,10 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
     return CompareResult(sheet, notes, rows)
 
 
-def _within(y, x) -> bool:
+def _within(y, x_range) -> bool:
+    """Whether ``y``'s finite values lie inside ``x_range`` (from :func:`_finite_range`)."""
     ylo, yhi = _finite_range(np.asarray(y))
-    xlo, xhi = _finite_range(np.asarray(x))
+    xlo, xhi = x_range
     if ylo is None or xlo is None:
         return True
     return xlo <= ylo and yhi <= xhi
