@@ -16,7 +16,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pool_cli import PoolError, make_spec, pool
-from pool_cli.core import execute, kernels, scratch
+from pool_cli.core import execute, kernels, plans, scratch
 from pool_cli.core.geometry import make_axis
 from reference import ref_pool
 
@@ -183,6 +183,7 @@ def test_choose_pass_picks_each_kernel():
 
 
 def test_max_takes_the_flat_pass_and_sums_the_tile_pass(monkeypatch):
+    monkeypatch.setattr(kernels, "FLAT_ALL_MAX_STRIDE", 0)  # the separable passes, one by one
     taken = []
     for name in ("tile_pass", "flat_pass"):
         original = getattr(kernels, name)
@@ -198,6 +199,81 @@ def test_max_takes_the_flat_pass_and_sums_the_tile_pass(monkeypatch):
     assert np.allclose(pool(x, "sum", 2), ref(x, "sum"), equal_nan=True)
     assert np.array_equal(pool(n, "max", 2), ref(n, "max"))
     assert taken == ["flat_pass", "tile_pass", "flat_pass"]
+
+
+def _spy_flat_all(monkeypatch) -> list:
+    taken = []
+    original = kernels.flat_all_pass
+    monkeypatch.setattr(plans, "flat_all_pass", lambda *a: taken.append(1) or original(*a))
+    return taken
+
+
+@pytest.mark.parametrize("mode", ["max", "min", "sum", "avg", "fmax"])
+@settings(max_examples=25, deadline=None)
+@given(layout=st.sampled_from(["W", "HW", "CHW", "NCHW"]), window=st.integers(1, 3),
+       window2=st.integers(1, 3), stride=st.integers(1, 2), stride2=st.integers(1, 2),
+       dilation=st.integers(1, 2), lengths=st.tuples(st.integers(5, 30), st.integers(5, 30)),
+       dtype=st.sampled_from([np.float32, np.float64, np.int32]), data=st.data())
+def test_flat_all_pass_matches_reference_and_the_separable_passes_bit_for_bit(
+        mode, layout, window, window2, stride, stride2, dilation, lengths, dtype,
+        data):
+    nspatial = sum(c in "HW" for c in layout)
+    shape = {"W": lengths[:1], "HW": lengths, "CHW": (3,) + lengths,
+             "NCHW": (2, 2) + lengths}[layout]
+    x = data.draw(st.sampled_from([1, 100])) * np.random.default_rng(len(shape)).standard_normal(
+        shape)
+    x = x.astype(dtype)
+    if dtype != np.int32:  # values that must keep their meaning through garbage positions
+        flat = x.reshape(-1)
+        flat[::7], flat[3::11], flat[5::13] = np.inf, -np.inf, np.nan
+    windows, strides = (window, window2)[:nspatial], (stride, stride2)[:nspatial]
+    kwargs = dict(window=windows, stride=strides, dilation=dilation, layout=layout,
+                  ignore_nan=mode == "fmax")
+    name = "max" if mode == "fmax" else mode
+    try:
+        spec = make_spec(name, **kwargs)
+        spec.plan(x.shape)
+    except PoolError:
+        assume(False)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        taken = _spy_flat_all(monkeypatch)
+        got = pool(x, name, **kwargs)
+    if name in ("max", "min") or x.dtype.kind == "f":  # int sums widen: not this path
+        assert taken, "flat_all_pass was not taken"
+    want = ref_pool(x, name, windows, strides, ((0, 0),) * nspatial, (dilation,) * nspatial,
+                    layout=layout, ignore_nan=mode == "fmax")
+    if name in ("max", "min"):
+        assert np.array_equal(got, want, equal_nan=True)
+    else:
+        scale = np.abs(x[np.isfinite(x)]).max()  # float32 sums cancel: error ~ eps * inputs
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, equal_nan=True)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(kernels, "FLAT_ALL_MAX_STRIDE", 0)
+        assert same_bits_but_nan_sign(pool(x, name, **kwargs), got)
+
+
+def same_bits_but_nan_sign(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit for bit, except the sign of NaN: NumPy's SIMD and scalar loops give inf + -inf
+    NaNs of either sign, so where an element falls in a loop decides it."""
+    if a.dtype.kind != "f":
+        return a.tobytes() == b.tobytes()
+    nan = np.isnan(a)
+    return bool((nan == np.isnan(b)).all()) and a[~nan].tobytes() == b[~nan].tobytes()
+
+
+def test_flat_all_pass_is_left_to_the_separable_passes_where_they_win():
+    def fits(shape, layout, mode, **kwargs):
+        plan = make_spec(mode, layout=layout, **kwargs).plan(shape)
+        combine = np.maximum if mode == "max" else np.add
+        return kernels.flat_all_fits(shape, plan.axes, plan.geometry, combine)
+
+    assert fits((4, 64, 64), "CHW", "max", window=2)
+    assert fits((4, 64, 64), "CHW", "sum", window=3, stride=2)
+    assert not fits((64, 64, 4), "HWC", "max", window=2)  # pixels: the pick copies records
+    assert not fits((4, 64, 64), "CHW", "max", window=3)  # stride 3
+    assert not fits((4, 64, 64), "CHW", "max", window=3, stride=2, padding=1)
+    assert not fits((4, 64, 64), "CHW", "sum", window=4, stride=2)  # adds in another order
+    assert not fits((2, 8, 8, 8), "CDHW", "max", window=2)  # a third full-size pass
 
 
 GEOMETRIES = [
@@ -294,7 +370,9 @@ def test_bands_staged_into_cache_give_the_same_bits(monkeypatch, shape, layout, 
     assert make_spec(mode, **kwargs).plan(x.shape).stages_bands(x.itemsize, combine)  # it ran
 
 
-def test_released_scratch_is_reused_within_a_band_and_foreign_arrays_are_left_alone():
+def test_released_scratch_is_reused_within_a_band_and_foreign_arrays_are_left_alone(
+        monkeypatch):
+    monkeypatch.setattr(scratch._POOL, "free", [])  # none kept from earlier tests' bands
     mine = np.zeros(4096, np.uint8)
     with scratch.band():
         first = scratch.empty((100,), np.float32)

@@ -11,6 +11,9 @@
   more than a 5x5), and axes followed by short rows or pixels (the W of CHW or HWC), where
   NumPy's per-row loop overhead would dominate; stride-th positions are then picked (a pixel
   cell by cell when they are evenly spaced, else as one record).
+* :func:`flat_all_pass` pools every spatial axis that way at every position and picks the
+  outputs once at the end: two long contiguous passes and one pick for a 2x2 window over
+  CHW, instead of a copy into cache, a pass per row and a strided pass.
 
 Measured on this project's 2-core machine (benchmarks/kernels.py), doubling beat van Herk /
 Gil-Werman and prefix-sum differences at every window from 7 to 255, so those are not used.
@@ -36,6 +39,14 @@ FLAT_MIN_WINDOW = 7
 SAME_LENGTH_MIN_ROW = 16
 # A pixel of at most this many cells (e.g. RGB) is handled cell by cell (tile passes, picks).
 PIXEL_MAX_CELLS = 16
+# flat_all_pass computes every position, stride times the outputs along each axis, in a
+# full-size pass per axis: it pays up to this stride and this many pooled axes (measured:
+# benchmarks/README.md).
+FLAT_ALL_MAX_STRIDE = 2
+FLAT_ALL_MAX_AXES = 2
+# Sums over windows of up to this many cells add in the same order by doubling (sliding) as
+# cell by cell (direct and tile passes), so any pass gives them the same bits.
+SAME_ORDER_MAX_WINDOW = 3
 
 
 def along(a: np.ndarray, axis: int, index) -> np.ndarray:
@@ -97,10 +108,10 @@ def direct_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np
         (j0, lo0, hi0), (j1, lo1, hi1) = ranges[:2]
         combine(taps(j0, lo0, hi1), taps(j1, lo0, hi1), out=along(out, axis, slice(lo0, hi1)),
                 dtype=out.dtype, casting="unsafe")
-        along(out, axis, slice(hi1, hi0))[...] = along(taps(j0, lo0, hi0), axis,
-                                                       slice(hi1 - lo0, None))
-        along(out, axis, slice(lo1, lo0))[...] = along(taps(j1, lo1, hi1), axis,
-                                                       slice(0, lo0 - lo1))
+        if hi1 < hi0:
+            along(out, axis, slice(hi1, hi0))[...] = taps(j0, hi1, hi0)
+        if lo1 < lo0:
+            along(out, axis, slice(lo1, lo0))[...] = taps(j1, lo1, lo0)
         filled, ranges = lo1, ranges[2:]
     for j, lo, hi in ranges:
         if filled is None:
@@ -112,6 +123,50 @@ def direct_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np
             combine(partial, along(tapped, axis, slice(filled - lo, None)), out=partial,
                     casting="unsafe")  # sums of uint64 wrap into int64, as NumPy's sum does
         filled = lo
+    return out
+
+
+def flat_all_fits(shape: tuple[int, ...], axes, geometry, combine: np.ufunc) -> bool:
+    """Whether :func:`flat_all_pass` pools a band of ``shape`` exactly and fastest: the last
+    spatial axis is the array's last (CHW, NCHW: the pick copies single cells), no window
+    reaches padding, strides are small, at most two axes are pooled (a third full-size pass
+    costs more than the separable passes save), and sums add in the same order as cell by
+    cell."""
+    return (max(axes) == len(shape) - 1
+            and sum(g.window > 1 for g in geometry) <= FLAT_ALL_MAX_AXES
+            and all(g.pad_begin == 0 and (g.out - 1) * g.stride + g.span <= g.length
+                    and g.stride <= FLAT_ALL_MAX_STRIDE for g in geometry)
+            and (combine is not np.add or all(g.window <= SAME_ORDER_MAX_WINDOW
+                                              for g in geometry)))
+
+
+def flat_all_pass(x, axes, geometry, combine: np.ufunc, dtype, out=None) -> np.ndarray:
+    """Pool ``x`` (C-contiguous, of ``dtype``) along every axis of ``axes`` in that order,
+    where :func:`flat_all_fits`.
+
+    Each axis is one :func:`sliding` over the whole flat band, at every position: a window
+    crossing a row's end gives garbage there, but no window that is picked does. The outputs
+    are then picked, every stride-th position along every axis, in one copy.
+    """
+    flat, positions, windows = x.reshape(-1), x.size, None
+    for axis, g in zip(axes, geometry):
+        if g.window == 1:
+            continue
+        cells = math.prod(x.shape[axis + 1:])
+        positions -= (g.span - 1) * cells
+        previous, windows = windows, scratch.empty((x.size,), dtype)
+        sliding(flat, positions, g.window, g.dilation * cells, combine, windows[:positions])
+        scratch.release(previous)
+        flat = windows
+    picked = [slice(None)] * x.ndim
+    for axis, g in zip(axes, geometry):
+        picked[axis] = slice(0, (g.out - 1) * g.stride + 1, g.stride)
+    shape = list(x.shape)
+    for axis, g in zip(axes, geometry):
+        shape[axis] = g.out
+    out = scratch.empty(tuple(shape), dtype) if out is None else out
+    out[...] = flat.reshape(x.shape)[tuple(picked)]
+    scratch.release(windows)
     return out
 
 
@@ -131,7 +186,8 @@ def tile_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.n
     cells = math.prod(x.shape[axis + 1:])
     out = _empty(x, axis, g.out, dtype, out)
     flat = x.reshape(-1)
-    target = out.reshape(-1) if out.flags.c_contiguous else np.empty(out.size, dtype)
+    direct = out.flags.c_contiguous
+    target = out.reshape(-1) if direct else np.empty(out.size, dtype)
     step = g.stride * cells
     for cell in range(cells):
         pooled = target[cell::cells]
@@ -142,7 +198,7 @@ def tile_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.n
         combine(taps[0], taps[1], out=pooled, dtype=target.dtype, casting="unsafe")
         for tap in taps[2:]:
             combine(pooled, tap, out=pooled, casting="unsafe")
-    if not np.shares_memory(target, out):
+    if not direct:
         out[...] = target.reshape(out.shape)
     return out
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import scratch
 from .geometry import Axis, adaptive_bounds
-from .kernels import choose_pass, direct_pass
+from .kernels import choose_pass, direct_pass, flat_all_fits, flat_all_pass
 
 
 # Rows shorter than this, read with a stride, are copied into cache before pooling.
@@ -55,6 +55,10 @@ class Plan:
     def counts(self, include_pad: bool) -> np.ndarray:
         """Cells in each window (inside the input, or the padded input): the divisor of avg."""
         return broadcast_product(self.axis_counts(include_pad), len(self.in_shape))
+
+    def divisor(self, include_pad: bool) -> "Divisor":
+        """:meth:`counts` as one scalar for the interior and exact arrays for the edges."""
+        return _divisor(self, include_pad)
 
     def split(self, budget: int, itemsize: int) -> tuple[Band, ...]:
         """Bands of about ``budget`` input bytes; the same split for any thread count."""
@@ -115,8 +119,12 @@ class WindowPlan(Plan):
         return sorted(range(len(self.axes)), key=lambda i: -self.geometry[i].stride)
 
     def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
-        """Pool ``x`` one spatial axis at a time."""
+        """Pool ``x`` one spatial axis at a time (all at once where :func:`flat_all_fits`)."""
         order = self._order()
+        if (x.flags.c_contiguous and x.dtype == dtype
+                and flat_all_fits(x.shape, self.axes, self.geometry, combine)):
+            return flat_all_pass(x, [self.axes[i] for i in order],
+                                 [self.geometry[i] for i in order], combine, dtype, out)
         for n, i in enumerate(order):
             axis, g = self.axes[i], self.geometry[i]
             last = out if n == len(order) - 1 else None
@@ -130,6 +138,8 @@ class WindowPlan(Plan):
         """Copy each band into cache first when the first pass reads it in place with a stride,
         in rows too short for the hardware prefetcher (the H of CHW; measured: it helps there,
         and costs with stride 1 or long rows, benchmarks/README.md)."""
+        if flat_all_fits(self.in_shape, self.axes, self.geometry, combine):
+            return False  # its passes read the band contiguously
         i = self._order()[0]
         axis, g = self.axes[i], self.geometry[i]
         row_bytes = math.prod(self.in_shape[axis + 1:]) * itemsize
@@ -225,6 +235,30 @@ class GlobalPlan(Plan):
         extent = [self.in_shape[a] for a in self.axes]
         return {"window": extent, "stride": extent, "padding": [[0, 0]] * len(extent),
                 "dilation": [1] * len(extent)}
+
+
+@dataclass(frozen=True)
+class Divisor:
+    """The divisor of avg: windows away from the padding all hold ``interior`` cells; along
+    each ``(axis, index, exact)`` of ``edges``, the outputs at ``index`` divide by ``exact``
+    (shaped to broadcast over those outputs)."""
+
+    interior: int
+    edges: tuple[tuple[int, np.ndarray, np.ndarray], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _divisor(plan: Plan, include_pad: bool) -> Divisor:
+    # cached: every band of a plan asks again, and building it costs more than dividing a band
+    counts = plan.axis_counts(include_pad)
+    middle = [int(c[len(c) // 2]) for _, c in counts]
+    edges = []
+    for i, (axis, c) in enumerate(counts):
+        index = np.flatnonzero(c != middle[i])
+        if index.size:
+            exact = counts[:i] + [(axis, c[index])] + counts[i + 1:]
+            edges.append((axis, index, broadcast_product(exact, len(plan.in_shape))))
+    return Divisor(math.prod(middle), tuple(edges))
 
 
 @functools.lru_cache(maxsize=64)

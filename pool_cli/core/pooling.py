@@ -20,7 +20,7 @@ from .geometry import (
     resolve_layout, spatial_axes,
 )
 from .modes import MODES, Mode, owner_of
-from .plans import AdaptivePlan, GlobalPlan, WindowPlan, broadcast_product
+from .plans import AdaptivePlan, GlobalPlan, WindowPlan
 
 REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "V": "structured",
                  "M": "datetime", "m": "timedelta"}
@@ -217,7 +217,7 @@ class PoolSpec:
             _quotient(total, divisor, out)
             return
         if name == "avg":
-            _divide_by_counts(total, plan.axis_counts(self.count_include_pad), out)
+            _divide_by_counts(total, plan.divisor(self.count_include_pad), out)
             return
         if skip_nan:
             total[n_present == 0] = np.nan
@@ -334,24 +334,17 @@ def _check_power(power) -> float:
     return p
 
 
-def _divide_by_counts(total: np.ndarray, counts: list, out: np.ndarray) -> None:
-    """``total`` over the product of per-axis window counts, into ``out``.
-
-    Windows away from the padding all hold the same count: the interior is divided by one
-    scalar, and only the edge slices where a count differs are divided by exact arrays.
-    """
-    middle = [int(c[len(c) // 2]) for _, c in counts]
-    edges = []  # taken before the division, which may happen in place (out is total)
-    for i, (axis, c) in enumerate(counts):
-        edge = np.flatnonzero(c != middle[i])
-        if edge.size:
-            exact = counts[:i] + [(axis, c[edge])] + counts[i + 1:]
-            edges.append((axis, edge, np.take(total, edge, axis=axis), exact))
-    _quotient(total, math.prod(middle), out)
-    for axis, edge, part, exact in edges:
+def _divide_by_counts(total: np.ndarray, divisor, out: np.ndarray) -> None:
+    """``total`` over a plan's :class:`~pool_cli.core.plans.Divisor`, into ``out``: the
+    interior by one scalar, only the edge slices where a count differs by exact arrays."""
+    # the edges are taken before the division, which may happen in place (out is total)
+    edges = [(axis, index, np.take(total, index, axis=axis), exact)
+             for axis, index, exact in divisor.edges]
+    _quotient(total, divisor.interior, out)
+    for axis, index, part, exact in edges:
         quotient = np.empty(part.shape, out.dtype)
-        _quotient(part, broadcast_product(exact, total.ndim), quotient)
-        out[(slice(None),) * axis + (edge,)] = quotient
+        _quotient(part, exact, quotient)
+        out[(slice(None),) * axis + (index,)] = quotient
 
 
 def _quotient(total: np.ndarray, divisor, out: np.ndarray) -> None:
