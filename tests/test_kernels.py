@@ -5,6 +5,7 @@ bands and shares them between threads. Here each pass is forced, band budgets ar
 so that bands never divide the input evenly, and thread counts 1 and 3 must agree bit for bit.
 """
 
+import functools
 import os
 import signal
 import threading
@@ -182,8 +183,15 @@ def test_choose_pass_picks_each_kernel():
     assert kernels.choose_pass(rows.shape, 2, gaps, np.add) is kernels.direct_pass
 
 
+def separable_passes_only(monkeypatch) -> None:
+    """No flat_all_pass: plans pool one axis at a time (with a fresh cache of their passes,
+    the process's own left as it was)."""
+    monkeypatch.setattr(kernels, "FLAT_ALL_MAX_STRIDE", 0)
+    monkeypatch.setattr(plans, "_passes", functools.lru_cache(plans._passes.__wrapped__))
+
+
 def test_max_takes_the_flat_pass_and_sums_the_tile_pass(monkeypatch):
-    monkeypatch.setattr(kernels, "FLAT_ALL_MAX_STRIDE", 0)  # the separable passes, one by one
+    separable_passes_only(monkeypatch)
     taken = []
     for name in ("tile_pass", "flat_pass"):
         original = getattr(kernels, name)
@@ -248,7 +256,7 @@ def test_flat_all_pass_matches_reference_and_the_separable_passes_bit_for_bit(
         scale = np.abs(x[np.isfinite(x)]).max()  # float32 sums cancel: error ~ eps * inputs
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, equal_nan=True)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(kernels, "FLAT_ALL_MAX_STRIDE", 0)
+        separable_passes_only(monkeypatch)
         assert same_bits_but_nan_sign(pool(x, name, **kwargs), got)
 
 

@@ -119,16 +119,15 @@ class WindowPlan(Plan):
         return sorted(range(len(self.axes)), key=lambda i: -self.geometry[i].stride)
 
     def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
-        """Pool ``x`` one spatial axis at a time (all at once where :func:`flat_all_fits`)."""
-        order = self._order()
-        if (x.flags.c_contiguous and x.dtype == dtype
-                and flat_all_fits(x.shape, self.axes, self.geometry, combine)):
-            return flat_all_pass(x, [self.axes[i] for i in order],
-                                 [self.geometry[i] for i in order], combine, dtype, out)
-        for n, i in enumerate(order):
-            axis, g = self.axes[i], self.geometry[i]
-            last = out if n == len(order) - 1 else None
-            pooled = choose_pass(x.shape, axis, g, combine)(x, axis, g, combine, dtype, last)
+        """Pool ``x`` (of shape ``in_shape``) one spatial axis at a time, or all at once
+        where :func:`~pool_cli.core.kernels.flat_all_fits`."""
+        steps, flat_all = _passes(self, combine)
+        if flat_all and x.flags.c_contiguous and x.dtype == dtype:
+            axes, geometry = zip(*((axis, g) for axis, g, _ in steps))
+            return flat_all_pass(x, axes, geometry, combine, dtype, out)
+        for n, (axis, g, one_axis_pass) in enumerate(steps):
+            last = out if n == len(steps) - 1 else None
+            pooled = one_axis_pass(x, axis, g, combine, dtype, last)
             if n:  # an intermediate of this band, no longer needed
                 scratch.release(x)
             x = pooled
@@ -138,13 +137,12 @@ class WindowPlan(Plan):
         """Copy each band into cache first when the first pass reads it in place with a stride,
         in rows too short for the hardware prefetcher (the H of CHW; measured: it helps there,
         and costs with stride 1 or long rows, benchmarks/README.md)."""
-        if flat_all_fits(self.in_shape, self.axes, self.geometry, combine):
+        steps, flat_all = _passes(self, combine)
+        if flat_all:
             return False  # its passes read the band contiguously
-        i = self._order()[0]
-        axis, g = self.axes[i], self.geometry[i]
+        axis, g, first_pass = steps[0]
         row_bytes = math.prod(self.in_shape[axis + 1:]) * itemsize
-        return (g.stride > 1 and row_bytes < STAGED_ROW_BYTES
-                and choose_pass(self.in_shape, axis, g, combine) is direct_pass)
+        return g.stride > 1 and row_bytes < STAGED_ROW_BYTES and first_pass is direct_pass
 
     def axis_counts(self, include_pad: bool) -> list[tuple[int, np.ndarray]]:
         return [(a, g.counts(include_pad)) for a, g in zip(self.axes, self.geometry)]
@@ -259,6 +257,18 @@ def _divisor(plan: Plan, include_pad: bool) -> Divisor:
             exact = counts[:i] + [(axis, c[index])] + counts[i + 1:]
             edges.append((axis, index, broadcast_product(exact, len(plan.in_shape))))
     return Divisor(math.prod(middle), tuple(edges))
+
+
+@functools.lru_cache(maxsize=256)
+def _passes(plan: WindowPlan, combine: np.ufunc) -> tuple[tuple, bool]:
+    """The plan's one-axis passes in pooling order, ``(axis, geometry, pass)`` each, and
+    whether :func:`flat_all_pass` may replace them (cached: every band asks again)."""
+    shape, steps = list(plan.in_shape), []
+    for i in plan._order():
+        axis, g = plan.axes[i], plan.geometry[i]
+        steps.append((axis, g, choose_pass(tuple(shape), axis, g, combine)))
+        shape[axis] = g.out
+    return tuple(steps), flat_all_fits(plan.in_shape, plan.axes, plan.geometry, combine)
 
 
 @functools.lru_cache(maxsize=64)

@@ -25,7 +25,7 @@ class _Pool(threading.local):
     def __init__(self):
         self.active = False
         self.free: list[np.ndarray] = []
-        self.used: list[np.ndarray] = []
+        self.used: dict[int, np.ndarray] = {}  # by id: a band's buffers are all alive
 
 
 _POOL = _Pool()
@@ -44,7 +44,7 @@ def empty(shape, dtype) -> np.ndarray:
             break
     else:
         buffer = np.empty(max(size, 1), np.uint8)
-    _POOL.used.append(buffer)
+    _POOL.used[id(buffer)] = buffer
     return buffer[:size].view(dtype).reshape(shape)
 
 
@@ -55,9 +55,9 @@ def release(*arrays: np.ndarray) -> None:
         return
     for array in arrays:
         while array is not None:
-            found = next((i for i, b in enumerate(_POOL.used) if b is array), None)
+            found = _POOL.used.pop(id(array), None)
             if found is not None:
-                bisect.insort(_POOL.free, _POOL.used.pop(found), key=len)
+                bisect.insort(_POOL.free, found, key=len)
                 break
             array = getattr(array, "base", None)
 
@@ -70,7 +70,8 @@ class band:
 
     def __exit__(self, *exc):
         _POOL.active = False
-        free = sorted(_POOL.free + [b for b in _POOL.used if b.size <= KEEP_BYTES], key=len)
+        free = sorted(_POOL.free + [b for b in _POOL.used.values() if b.size <= KEEP_BYTES],
+                      key=len)
         total = sum(b.size for b in free)
         while total > KEEP_TOTAL:
             total -= free.pop(0).size
