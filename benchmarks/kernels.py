@@ -1,5 +1,6 @@
 """Micro-benchmarks behind the core's choices (the constants in pool_cli/core/kernels.py and
-pool_cli/core/execute.py): per-axis passes by window size, and band size against threads.
+pool_cli/core/execute.py): per-axis passes by window size, all axes at once against one by
+one, and band size against threads.
 
     python benchmarks/kernels.py            # a few minutes on a 2-core machine
 
@@ -12,7 +13,7 @@ import time
 import numpy as np
 
 from pool_cli import pool
-from pool_cli.core import execute, kernels, scratch
+from pool_cli.core import execute, kernels, plans, scratch
 from pool_cli.core.geometry import make_axis
 
 
@@ -65,6 +66,56 @@ def tiled():
         print(f"{np.dtype(dtype).name:8s} {combine.__name__:8s} | " + " ".join(f"{t:6.0f}" for t in row))
 
 
+def side_by_side_ms(functions: dict, runs=15) -> dict:
+    """Medians (ms) of ``functions`` timed in alternation, round after round."""
+    times = {name: [] for name in functions}
+    for function in functions.values():
+        function()
+    for _ in range(runs):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: np.median(t) * 1e3 for name, t in times.items()}
+
+
+def all_axes_at_once():
+    """flat_all_pass (every axis over the flat band, one pick) against the one-axis passes,
+    by stride and number of pooled axes, whole pooling with 1 and 2 threads (ms)."""
+    rng = np.random.default_rng(0)
+    chw = rng.standard_normal((64, 512, 512), dtype=np.float32)
+    ncdhw = rng.standard_normal((1, 8, 64, 128, 128), dtype=np.float32)
+    cases = [("max 2x2 s2", chw, dict(mode="max", window=2)),
+             ("avg 2x2 s2", chw, dict(mode="avg", window=2)),
+             ("max 3x3 s2", chw, dict(mode="max", window=3, stride=2)),
+             ("avg 3x3 s2", chw, dict(mode="avg", window=3, stride=2)),
+             ("max 2x2 s1", chw, dict(mode="max", window=2, stride=1)),
+             ("max 3x3 s3", chw, dict(mode="max", window=3)),
+             ("avg 3x3 s3", chw, dict(mode="avg", window=3)),
+             ("avg 2x2x2 s2 NCDHW", ncdhw, dict(mode="avg", window=2))]
+
+    def with_limit(limit, x, threads, kwargs):
+        def run():
+            kernels.FLAT_ALL_MAX_STRIDE, kernels.FLAT_ALL_MAX_AXES = limit, 3
+            plans._passes.cache_clear()
+            try:
+                pool(x, threads=threads, **kwargs)
+            finally:
+                kernels.FLAT_ALL_MAX_STRIDE, kernels.FLAT_ALL_MAX_AXES = saved
+                plans._passes.cache_clear()
+        return run
+
+    saved = kernels.FLAT_ALL_MAX_STRIDE, kernels.FLAT_ALL_MAX_AXES
+    print("workload              | t1: one by one  all at once | t2: one by one  all at once")
+    for name, x, kwargs in cases:
+        row = []
+        for threads in (1, 2):
+            t = side_by_side_ms({"one": with_limit(0, x, threads, kwargs),
+                                 "all": with_limit(1 << 30, x, threads, kwargs)})
+            row += [t["one"], t["all"]]
+        print(f"{name:21s} | {row[0]:14.2f} {row[1]:12.2f} | {row[2]:14.2f} {row[3]:12.2f}")
+
+
 def bands():
     """Whole pooling of (64, 512, 512) float32 by band size and thread count (ms)."""
     x = np.random.default_rng(0).standard_normal((64, 512, 512), dtype=np.float32)
@@ -83,4 +134,5 @@ if __name__ == "__main__":
     passes()
     same_length()
     tiled()
+    all_axes_at_once()
     bands()

@@ -6,6 +6,7 @@ so that bands never divide the input evenly, and thread counts 1 and 3 must agre
 """
 
 import functools
+import math
 import os
 import signal
 import threading
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from pool_cli import PoolError, make_spec, pool
 from pool_cli.core import execute, kernels, plans, scratch
 from pool_cli.core.geometry import make_axis
-from reference import ref_pool
+from reference import ref_global, ref_pool
 
 PASSES = {"direct": kernels.direct_pass, "flat": kernels.flat_pass}
 COMBINE = {"max": np.maximum, "min": np.minimum, "sum": np.add, "fmax": np.fmax}
@@ -511,3 +512,36 @@ def test_a_thread_keeps_at_most_keep_total_bytes_of_scratch(monkeypatch):
     assert sum(kept) <= 10_000 and max(kept) == 6000
     with scratch.band():  # the pool stays usable
         assert scratch.empty((6000,), np.uint8).size == 6000
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["sum", "avg", "lp"])
+@pytest.mark.parametrize("layout,shape", [("CHW", (5, 32, 64)), ("NCHW", (2, 3, 64, 48)),
+                                          ("W", (3072,)), ("HW", (96, 32))])
+def test_global_float_sums_in_rows_match_reference_whatever_the_bands(
+        monkeypatch, dtype, mode, layout, shape):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(shape) * 100 + 7).astype(dtype)
+    spatial = tuple(i for i, c in enumerate(layout) if c in "HW")
+    assert math.prod(shape[i] for i in spatial) % plans.SUM_ROW == 0  # the row sums' path
+    rows = []
+    original = plans._row_sums
+    monkeypatch.setattr(plans, "_row_sums", lambda a: rows.append(a.shape) or original(a))
+    want = ref_global(x, mode, layout=layout)
+    results = []
+    for budget in (1000, 1 << 20):
+        monkeypatch.setattr(execute, "BAND_BYTES", budget)
+        monkeypatch.setattr(plans.GlobalPlan, "BAND_FLOOR", budget)
+        for threads in (1, 3):
+            results.append(pool(x, mode, global_pool=True, layout=layout, threads=threads))
+    assert rows
+    for got in results:
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12)
+        assert got.tobytes() == results[0].tobytes()
+
+
+def test_global_float_sums_in_rows_keep_nan_and_inf():
+    x = np.ones((3, 32, 32), np.float32)
+    x[0, 5, 7], x[1, 0, 0], x[2, 1, 1], x[2, 2, 2] = np.nan, np.inf, np.inf, -np.inf
+    got = pool(x, "sum", global_pool=True).reshape(-1)
+    assert np.isnan(got[0]) and got[1] == np.inf and np.isnan(got[2])
