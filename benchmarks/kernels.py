@@ -116,6 +116,32 @@ def all_axes_at_once():
         print(f"{name:21s} | {row[0]:14.2f} {row[1]:12.2f} | {row[2]:14.2f} {row[3]:12.2f}")
 
 
+def staging():
+    """Bands copied into cache before a strided first pass, or read in place, by the length
+    of the rows that pass reads: max 3x3 stride 2 pad 1 over 64 MiB of float32 (ms)."""
+    rng = np.random.default_rng(0)
+    saved = plans.STAGED_ROW_BYTES
+
+    def with_rows(limit, x, threads):
+        def run():
+            plans.STAGED_ROW_BYTES = limit
+            try:
+                pool(x, "max", window=3, stride=2, padding=1, threads=threads)
+            finally:
+                plans.STAGED_ROW_BYTES = saved
+        return run
+
+    print("row bytes | t1: staged  in place | t2: staged  in place")
+    for width in (512, 1024, 2048, 4096):
+        x = rng.standard_normal((64 * 512 // width, 512, width), dtype=np.float32)
+        row = []
+        for threads in (1, 2):
+            t = side_by_side_ms({"staged": with_rows(1 << 30, x, threads),
+                                 "in place": with_rows(0, x, threads)})
+            row += [t["staged"], t["in place"]]
+        print(f"{width * 4:9d} | {row[0]:10.2f} {row[1]:9.2f} | {row[2]:10.2f} {row[3]:9.2f}")
+
+
 def bands():
     """Whole pooling of (64, 512, 512) float32 by band size and thread count (ms)."""
     x = np.random.default_rng(0).standard_normal((64, 512, 512), dtype=np.float32)
@@ -135,4 +161,5 @@ if __name__ == "__main__":
     same_length()
     tiled()
     all_axes_at_once()
+    staging()
     bands()

@@ -20,8 +20,9 @@ from .geometry import Axis, adaptive_bounds
 from .kernels import choose_pass, direct_pass, flat_all_fits, flat_all_pass
 
 
-# Rows shorter than this, read with a stride, are copied into cache before pooling.
-STAGED_ROW_BYTES = 64 * 1024
+# Rows shorter than this, read with a stride, are copied into cache before pooling (measured:
+# it pays for rows of 2-4 KiB, and costs from 8 KiB on: benchmarks/README.md).
+STAGED_ROW_BYTES = 8 * 1024
 # Global float sums add pieces of this many cells with SIMD, then the pieces pairwise.
 SUM_ROW = 1024
 
