@@ -259,6 +259,11 @@ def test_flat_all_pass_matches_reference_and_the_separable_passes_bit_for_bit(
     with pytest.MonkeyPatch.context() as monkeypatch:
         separable_passes_only(monkeypatch)
         assert same_bits_but_nan_sign(pool(x, name, **kwargs), got)
+    with pytest.MonkeyPatch.context() as monkeypatch:  # bands that do not divide the input
+        monkeypatch.setattr(execute, "BAND_BYTES", 150)
+        banded = pool(x, name, threads=1, **kwargs)
+        assert pool(x, name, threads=3, **kwargs).tobytes() == banded.tobytes()
+    assert same_bits_but_nan_sign(banded, got)
 
 
 def same_bits_but_nan_sign(a: np.ndarray, b: np.ndarray) -> bool:
