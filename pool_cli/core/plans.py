@@ -265,7 +265,9 @@ def _divisor(plan: Plan, include_pad: bool) -> Divisor:
         index = np.flatnonzero(c != middle[i])
         if index.size:
             exact = counts[:i] + [(axis, c[index])] + counts[i + 1:]
-            edges.append((axis, index, broadcast_product(exact, len(plan.in_shape))))
+            divisors = broadcast_product(exact, len(plan.in_shape))
+            divisors.flags.writeable = False  # shared by every band and thread
+            edges.append((axis, index, divisors))
     return Divisor(math.prod(middle), tuple(edges))
 
 
@@ -273,9 +275,9 @@ def _row_sums(x: np.ndarray) -> np.ndarray:
     """The sum of each row of a C-contiguous float array whose rows hold whole SUM_ROWs.
 
     ``einsum`` sums a short row with SIMD accumulators, about as fast as NumPy reads memory;
-    ``np.add.reduce`` (pairwise, scalar loops) takes 1.3x its time with one thread (measured:
-    benchmarks/README.md). Rows of SUM_ROW cells keep the accuracy of the pairwise sum: each
-    SIMD lane adds only SUM_ROW / 32 cells in turn, and the pieces' sums are added pairwise.
+    ``np.add.reduce`` (pairwise, scalar loops) takes 1.2x its time with one thread (measured:
+    benchmarks/README.md). Pieces of SUM_ROW cells keep the accuracy of the pairwise sum: each
+    SIMD lane adds a few dozen cells in turn, and the pieces' sums are added pairwise.
     """
     pieces = np.einsum("ij->i", x.reshape(-1, SUM_ROW))
     return np.add.reduce(pieces.reshape(x.shape[0], -1), axis=1)
