@@ -4,6 +4,9 @@ Every workload (see :data:`WORKLOADS`) is run by
 
 * ``poolcli`` -- :func:`pool_cli.pool` with ``threads=`` (W6b with ``rounded=True``: the uint8
   average written back as an image);
+* ``poolcli out=`` -- the same into a preallocated output, as the copy bound writes: a fresh
+  output of 32 MiB or more is new memory each call (glibc maps it anew), whose pages the
+  kernel faults in and zeroes at first touch;
 * ``copy bound`` -- ``np.copyto(dst, x)`` into a preallocated array of the input's shape and
   dtype: one full read and one full write, what a pooling pass can hardly beat;
 * ``read bound`` -- ``np.max(x)``: a full read with a tiny output.  It is the fastest full read
@@ -23,8 +26,8 @@ so that the ratios compare like with like.
 
 Timing: one untimed run first (for a peer this run is also the correctness check), then
 ``repeat`` timed runs (default 7, quick 3) with ``time.perf_counter`` and the garbage collector
-off; in every round all implementations of the workload run once (poolcli, copy bound, read
-bound, peers; each round starting one further along that list), so that noise hits them alike.  Reported: median and
+off; in every round all implementations of the workload run once (poolcli, poolcli out=, copy
+bound, read bound, peers; each round starting one further along that list), so that noise hits them alike.  Reported: median and
 min per implementation, ``ratio_copy`` = median / copy-bound median of the same workload in the
 same run, ``ratio_read`` likewise, ``ratio_to_poolcli`` = median / poolcli median, and MB/s of
 *input* (10**6 bytes per MB) at the median.  A peer too slow for the budget is timed fewer runs
@@ -193,9 +196,11 @@ def round_half_up_uint8(avg: np.ndarray) -> np.ndarray:
 # poolcli and the bounds
 # --------------------------------------------------------------------------------------------
 
-def poolcli_call(w: Workload, x: np.ndarray, threads: int) -> tuple[Callable[[], np.ndarray], str]:
-    """The timed poolcli call for a workload, and how it rounds (for the note)."""
-    kwargs = dict(w.pool_kwargs(), threads=threads)
+def poolcli_call(w: Workload, x: np.ndarray, threads: int,
+                 out: np.ndarray | None = None) -> tuple[Callable[[], np.ndarray], str]:
+    """The timed poolcli call for a workload (into ``out`` if given), and how it rounds (for
+    the note)."""
+    kwargs = dict(w.pool_kwargs(), threads=threads, out=out)
     if not w.round_uint8:
         return (lambda: pool(x, w.mode, **kwargs)), ""
     return (lambda: pool(x, w.mode, rounded=True, **kwargs)), "pool(rounded=True)"
@@ -590,8 +595,8 @@ def run_bench(quick: bool = False, threads: int | None = None, repeat: int | Non
     chosen = select_workloads(workloads)
     peers = [p for p in (PEERS if peers is None else peers) if _installed(p.module)]
     versions = {p.name: p.version() for p in peers}
-    versions.update({"poolcli": __version__, "copy bound": np.__version__,
-                     "read bound": np.__version__})
+    versions.update({"poolcli": __version__, "poolcli out=": __version__,
+                     "copy bound": np.__version__, "read bound": np.__version__})
 
     rows: list[dict] = []
     inputs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -642,11 +647,14 @@ def _run_workload(w, size, x, dst, threads, repeat, budget, peers, versions,
         ref = run_pool()  # the untimed first run, and the reference for every peer
     except Exception as error:  # noqa: BLE001 -- reported, not raised
         return [row("poolcli", "error", _first_line(error), used_threads=threads)]
+    run_into, _ = poolcli_call(w, x, threads, np.empty_like(ref))
     copy, read = bound_calls(x, dst, threads, executor)
-    copy(), read()
-    timed = [_Timed("poolcli", run_pool, repeat), _Timed("copy bound", copy, repeat),
-             _Timed("read bound", read, repeat)]
-    notes = {"poolcli": pool_note, "copy bound": "np.copyto", "read bound": "np.max"}
+    run_into(), copy(), read()
+    timed = [_Timed("poolcli", run_pool, repeat), _Timed("poolcli out=", run_into, repeat),
+             _Timed("copy bound", copy, repeat), _Timed("read bound", read, repeat)]
+    into = "into a preallocated output"
+    notes = {"poolcli": pool_note, "poolcli out=": f"{pool_note}, {into}" if pool_note else into,
+             "copy bound": "np.copyto", "read bound": "np.max"}
     if threads > 1:
         split = f" over {len(_blocks(x.shape[0], threads))} leading-axis blocks"
         notes["copy bound"] += split
@@ -660,9 +668,9 @@ def _run_workload(w, size, x, dst, threads, repeat, budget, peers, versions,
 
     rows = [row(t.impl, "ok", notes[t.impl], times=t.times, runs=len(t.times),
                 used_threads=threads)
-            for t in timed[:3]]
+            for t in timed[:4]]
     for peer in peers:
-        candidates = [t for t in timed[3:] if t.impl == peer.name]
+        candidates = [t for t in timed[4:] if t.impl == peer.name]
         r = peer_rows[peer.name]
         if candidates:
             best = min(candidates, key=lambda t: statistics.median(t.times))

@@ -168,7 +168,8 @@ def bench_table(rows: list[dict], stream: TextIO, show_unsupported: bool = False
     for name in ("median ms", "min ms", "x copy", "x read", "x pool", "MB/s"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("note", overflow="fold", ratio=1)
-    styles = {"poolcli": "bold cyan", "copy bound": "green", "read bound": "green"}
+    styles = {"poolcli": "bold cyan", "poolcli out=": "cyan", "copy bound": "green",
+              "read bound": "green"}
 
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)

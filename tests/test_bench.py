@@ -19,7 +19,7 @@ from pool_cli.bench import (
 )
 
 PEER_MODULES = ("torch", "cv2", "skimage", "scipy", "PIL")
-BOUND_AND_POOL = ["poolcli", "copy bound", "read bound"]
+BOUND_AND_POOL = ["poolcli", "poolcli out=", "copy bound", "read bound"]
 
 
 def tiny(workloads, **kwargs):
@@ -142,13 +142,13 @@ def test_installed_peers_agree_with_poolcli():
     assert not [(r["workload"], r["impl"], r["note"]) for r in rows
                 if r["status"] in ("mismatch", "error")]
     ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) >= 3 * len(bench.WORKLOADS)
+    assert len(ok) >= len(BOUND_AND_POOL) * len(bench.WORKLOADS)
     assert all(r["runs"] == 1 for r in ok)  # over budget: still timed once
 
 
 def test_window_ratio_of_w5():
     rows = tiny("W5")
-    assert [r["workload"] for r in rows] == ["W5"] * 3 + ["W5-5x5"] * 3
+    assert [r["workload"] for r in rows] == ["W5"] * 4 + ["W5-5x5"] * 4
     mine = by(rows, "W5", "poolcli")
     assert mine["window_ratio"] == pytest.approx(
         mine["time_ms_median"] / by(rows, "W5-5x5", "poolcli")["time_ms_median"])
@@ -168,12 +168,15 @@ def test_threads_are_passed_when_pool_takes_them(monkeypatch):
 
     monkeypatch.setattr(bench, "pool", threaded_pool)
     rows = tiny(["W1", "W6b"], threads=2, repeat=2)
-    assert seen == [2] * 6 and by(rows, "W1", "poolcli")["threads"] == 2
+    # per workload: the reference run, into out= once untimed, then 2 timed runs each
+    assert seen == [2] * 12 and by(rows, "W1", "poolcli")["threads"] == 2
     assert by(rows, "W1", "poolcli")["note"] == ""
     assert by(rows, "W6b", "poolcli")["note"] == "pool(rounded=True)"
+    assert by(rows, "W6b", "poolcli out=")["note"] == (
+        "pool(rounded=True), into a preallocated output")
     seen.clear()
     tiny(["W1"], repeat=1)
-    assert seen == [1, 1]
+    assert seen == [1] * 4
 
 
 def test_select_workloads():
@@ -194,7 +197,7 @@ def test_progress_and_json():
     rows = tiny("W1,W2", progress=lambda *a: calls.append(a))
     assert calls == [(0, 2, "W1"), (1, 2, "W2"), (2, 2, "done")]
     lines = rows_to_jsonl(rows).splitlines()
-    assert len(lines) == len(rows) == 6
+    assert len(lines) == len(rows) == 2 * len(BOUND_AND_POOL)
     for line in lines:
         obj = json.loads(line)
         assert tuple(obj) == ROW_KEYS and obj["status"] == "ok"
@@ -207,7 +210,7 @@ def test_click_command(monkeypatch):
     result = runner.invoke(cli, ["bench", "--workloads", "W7", "--repeat", "1", "--json"])
     assert result.exit_code == 0, result.output
     objs = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [o["workload"] for o in objs] == ["W7-avg"] * 3 + ["W7-max"] * 3
+    assert [o["workload"] for o in objs] == ["W7-avg"] * 4 + ["W7-max"] * 4
     result = runner.invoke(cli, ["bench", "--workloads", "W1", "--repeat", "1", "--quick"])
     assert result.exit_code == 0 and "poolcli bench (quick" in result.stdout
     result = runner.invoke(cli, ["bench", "--workloads", "W0"])
