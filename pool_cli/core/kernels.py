@@ -227,24 +227,44 @@ def _same_length_pass(x, axis: int, g: Axis, combine: np.ufunc, out, cells: int)
     Output i's window starts at input i - pad_begin, so the flat windows land in the flat
     output shifted by pad_begin steps of ``cells``. The outputs whose windows cross a row's
     end into the next row (the last pad_end of a row and the first pad_begin of the next) are
-    then pooled again from their own small slabs of the input by the padded pass: the same
-    additions, in the same order, as the padded pass over the whole band (so sums keep their
-    bits).
+    then pooled again by :func:`_row_ends`.
     """
     flat, target = x.reshape(-1), out.reshape(-1)
     positions = flat.size - (g.span - 1) * cells
     start = g.pad_begin * cells
     sliding(flat, positions, g.window, g.dilation * cells, combine,
             target[start:start + positions])
-    reach = g.span - 1  # input cells an end output's window can reach
-    if g.pad_begin:
-        edge = Axis(reach, g.window, 1, g.dilation, g.pad_begin, 0, g.pad_begin)
-        _padded_flat_pass(along(x, axis, slice(0, reach)), axis, edge, combine, out.dtype,
-                          along(out, axis, slice(0, g.pad_begin)))
-    if g.pad_end:
-        edge = Axis(reach, g.window, 1, g.dilation, 0, g.pad_end, g.pad_end)
-        _padded_flat_pass(along(x, axis, slice(g.length - reach, None)), axis, edge, combine,
-                          out.dtype, along(out, axis, slice(g.out - g.pad_end, None)))
+    if g.pad_begin or g.pad_end:
+        _row_ends(x, axis, g, combine, out)
+
+
+def _row_ends(x, axis: int, g: Axis, combine: np.ufunc, out) -> None:
+    """The outputs at both ends of ``axis`` whose windows reach padding, pooled at once.
+
+    One buffer holds the padding before, the first ``reach`` cells, the last ``reach`` cells
+    and the padding after: a window of a first output ends inside the first cells, one of a
+    last output starts inside the last cells, so no window mixes the two, and each adds the
+    same cells in the same order as the padded pass over the whole band (sums keep their bits).
+    """
+    reach, begin, end = g.span - 1, g.pad_begin, g.pad_end  # reach: the cells a window spans - 1
+    shape = x.shape[:axis] + (begin + 2 * reach + end,) + x.shape[axis + 1:]
+    buffer = scratch.empty(shape, out.dtype)
+    fill = _fill(combine, out.dtype)
+    along(buffer, axis, slice(0, begin))[...] = fill
+    along(buffer, axis, slice(begin, begin + reach))[...] = along(x, axis, slice(0, reach))
+    along(buffer, axis, slice(begin + reach, begin + 2 * reach))[...] = along(
+        x, axis, slice(g.length - reach, None))
+    along(buffer, axis, slice(begin + 2 * reach, None))[...] = fill
+    cells = math.prod(shape[axis + 1:])
+    flat, windows = buffer.reshape(-1), scratch.empty((buffer.size,), out.dtype)
+    positions = flat.size - reach * cells
+    sliding(flat, positions, g.window, g.dilation * cells, combine, windows[:positions])
+    scratch.release(buffer)
+    every = windows.reshape(shape)
+    along(out, axis, slice(0, begin))[...] = along(every, axis, slice(0, begin))
+    along(out, axis, slice(g.out - end, None))[...] = along(
+        every, axis, slice(begin + reach, begin + reach + end))
+    scratch.release(windows)
 
 
 def _padded_flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
