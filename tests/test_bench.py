@@ -221,3 +221,14 @@ def render(rows, **kwargs) -> str:
     stream = io.StringIO()
     bench_table(rows, stream, **kwargs)
     return stream.getvalue()
+
+
+def test_rounds_run_every_implementation_in_changing_orders():
+    calls = []
+    timed = [bench._Timed(name, lambda name=name: calls.append(name), runs)
+             for name, runs in (("a", 12), ("b", 12), ("c", 12), ("slow", 3))]
+    bench._time_round_robin(timed, 12)
+    assert [len(t.times) for t in timed] == [12, 12, 12, 3]
+    assert sorted(calls) == sorted(["a", "b", "c"] * 12 + ["slow"] * 3)
+    before_a = {calls[i - 1] for i in range(1, len(calls)) if calls[i] == "a"}
+    assert len(before_a) >= 2  # not always the same implementation right before it
