@@ -582,7 +582,7 @@ def run_bench(quick: bool = False, threads: int | None = None, repeat: int | Non
               shapes: str | None = None, peers: Sequence[Peer] | None = None,
               slow_budget_s: float | None = None) -> list[dict]:
     """Run the benchmark and return one row (a dict with :data:`ROW_KEYS`) per workload and
-    implementation: poolcli, copy bound, read bound, then each installed peer.
+    implementation: poolcli, poolcli out=, copy bound, read bound, then each installed peer.
 
     quick: smaller shapes (``shapes='quick'``) and 3 timed runs.  threads: see the module
     docstring (None = 1).  repeat: timed runs after the untimed first one (default 7, quick 3).
