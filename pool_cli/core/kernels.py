@@ -144,29 +144,24 @@ def flat_all_pass(x, axes, geometry, combine: np.ufunc, dtype, out=None) -> np.n
     """Pool ``x`` (C-contiguous, of ``dtype``) along every axis of ``axes`` in that order,
     where :func:`flat_all_fits`.
 
-    Each axis is one :func:`sliding` over the whole flat band, at every position: a window
-    crossing a row's end gives garbage there, but no window that is picked does. The outputs
-    are then picked, every stride-th position along every axis, in one copy.
+    Each axis is one :func:`_windows` over the whole band, at every position: a window
+    crossing a row's end (or reaching cells a previous axis left unset) gives garbage there,
+    but no window that is picked does. The outputs are then picked, every stride-th position
+    along every axis, in one copy.
     """
-    flat, positions, windows = x.reshape(-1), x.size, None
-    for axis, g in zip(axes, geometry):
-        if g.window == 1:
-            continue
-        cells = math.prod(x.shape[axis + 1:])
-        positions -= (g.span - 1) * cells
-        previous, windows = windows, scratch.empty((x.size,), dtype)
-        sliding(flat, positions, g.window, g.dilation * cells, combine, windows[:positions])
-        scratch.release(previous)
-        flat = windows
-    picked = [slice(None)] * x.ndim
+    pooled, picked = x, [slice(None)] * x.ndim
     for axis, g in zip(axes, geometry):
         picked[axis] = slice(0, (g.out - 1) * g.stride + 1, g.stride)
-    shape = list(x.shape)
-    for axis, g in zip(axes, geometry):
-        shape[axis] = g.out
-    out = scratch.empty(tuple(shape), dtype) if out is None else out
-    out[...] = flat.reshape(x.shape)[tuple(picked)]
-    scratch.release(windows)
+        if g.window > 1:
+            windows = _windows(pooled, axis, g, combine)
+            if pooled is not x:
+                scratch.release(pooled)
+            pooled = windows
+    every = pooled[tuple(picked)]
+    out = scratch.empty(every.shape, dtype) if out is None else out
+    out[...] = every
+    if pooled is not x:
+        scratch.release(pooled)
     return out
 
 
@@ -255,47 +250,38 @@ def _row_ends(x, axis: int, g: Axis, combine: np.ufunc, out) -> None:
     along(buffer, axis, slice(begin + reach, begin + 2 * reach))[...] = along(
         x, axis, slice(g.length - reach, None))
     along(buffer, axis, slice(begin + 2 * reach, None))[...] = fill
-    cells = math.prod(shape[axis + 1:])
-    flat, windows = buffer.reshape(-1), scratch.empty((buffer.size,), out.dtype)
-    positions = flat.size - reach * cells
-    sliding(flat, positions, g.window, g.dilation * cells, combine, windows[:positions])
+    every = _windows(buffer, axis, g, combine)
     scratch.release(buffer)
-    every = windows.reshape(shape)
     along(out, axis, slice(0, begin))[...] = along(every, axis, slice(0, begin))
     along(out, axis, slice(g.out - end, None))[...] = along(
         every, axis, slice(begin + reach, begin + reach + end))
-    scratch.release(windows)
+    scratch.release(every)
 
 
 def _padded_flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.ndarray:
     """A pass made of 1-D operations over the whole band, padding included.
 
     The band is copied once into a buffer padded with a value that never counts (skipped
-    when no padding is needed), seen as one flat array in which a step along ``axis`` is a
-    shift by the cells that follow it. Every window position is then combined by
-    :func:`sliding` with long contiguous loops, whatever the axis, and every stride-th
-    position is picked into the output. NumPy's loops over short rows (the W of CHW) and
+    when no padding is needed), every window position is combined by :func:`_windows` with
+    long contiguous loops, whatever the axis, and every stride-th position is picked into the
+    output. NumPy's loops over short rows (the W of CHW) and
     over short pixels (the W of HWC) cost more than these few extra passes.
     """
     cells = math.prod(x.shape[axis + 1:])
     needed = (g.out - 1) * g.stride + g.span
-    fill = _fill(combine, np.dtype(dtype))
     if g.pad_begin == 0 and needed <= g.length and x.dtype == dtype and x.flags.c_contiguous:
         padded = x
     else:
-        padded = _padded_copy(x, axis, g.pad_begin, needed, fill, dtype)
-    flat = padded.reshape(-1)
-    positions = flat.size - (g.span - 1) * cells
-    windows = scratch.empty((flat.size,), dtype)
-    sliding(flat, positions, g.window, g.dilation * cells, combine, windows[:positions])
+        padded = _padded_copy(x, axis, g.pad_begin, needed, _fill(combine, np.dtype(dtype)),
+                              dtype)
+    every = _windows(padded, axis, g, combine)
     if padded is not x:
         scratch.release(padded)
-    every = windows.reshape(padded.shape)
     out = _empty(x, axis, g.out, dtype, out)
     if padded.shape[axis] == g.out * g.stride and out.flags.c_contiguous and cells <= PIXEL_MAX_CELLS:
         # every row is whole strides long: the picks are evenly spaced in the flat buffer, and
         # one strided copy per cell of a pixel beats copying 3-byte records (measured)
-        picks = windows.reshape(-1, g.stride * cells)
+        picks = every.reshape(-1, g.stride * cells)
         target = out.reshape(-1, cells)
         for cell in range(cells):
             target[:, cell] = picks[:, cell]
@@ -306,8 +292,21 @@ def _padded_flat_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None)
             out[...] = along(every, axis, picked)
         else:  # pixels as opaque records: one copy, not one per cell
             target[...] = along(source, axis, picked)
-    scratch.release(windows)
+    scratch.release(every)
     return out
+
+
+def _windows(a: np.ndarray, axis: int, g: Axis, combine: np.ufunc) -> np.ndarray:
+    """Every window of ``g`` along ``axis`` of the C-contiguous ``a``, at every position, as a
+    scratch array of ``a``'s shape and dtype: :func:`sliding` over ``a`` seen as one flat
+    array, in which a step along ``axis`` is a shift by the cells that follow it. The last
+    positions, whose windows would run past the end of ``a``, are left unset."""
+    cells = math.prod(a.shape[axis + 1:])
+    flat, windows = a.reshape(-1), scratch.empty(a.shape, a.dtype)
+    positions = flat.size - (g.span - 1) * cells
+    sliding(flat, positions, g.window, g.dilation * cells, combine,
+            windows.reshape(-1)[:positions])
+    return windows
 
 
 def _pixels(a: np.ndarray, axis: int, cells: int) -> np.ndarray | None:

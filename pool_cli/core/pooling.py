@@ -7,7 +7,6 @@ into cache-sized bands that threads pool into one output (see ``plans`` and ``ex
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
