@@ -27,8 +27,8 @@ so that the ratios compare like with like.
 Timing: one untimed run first (for a peer this run is also the correctness check), then
 ``repeat`` timed runs (default 7, quick 3) with ``time.perf_counter`` and the garbage collector
 off; in every round all implementations of the workload run once, in a new shuffled order
-(fixed seed), so that noise, and whatever the previous call left behind, hits them alike.  Reported: median and
-min per implementation, ``ratio_copy`` = median / copy-bound median of the same workload in the
+(fixed seed), so that noise, and whatever the previous call left behind, hits them alike.
+Reported: median and min per implementation, ``ratio_copy`` = median / copy-bound median of the same workload in the
 same run, ``ratio_read`` likewise, ``ratio_to_poolcli`` = median / poolcli median, and MB/s of
 *input* (10**6 bytes per MB) at the median.  A peer too slow for the budget is timed fewer runs
 (said in its note, ``runs`` gives the number).
@@ -657,6 +657,7 @@ def _run_workload(w, size, x, dst, threads, repeat, budget, peers, versions,
     run_into(), copy(), read()
     timed = [_Timed("poolcli", run_pool, repeat), _Timed("poolcli out=", run_into, repeat),
              _Timed("copy bound", copy, repeat), _Timed("read bound", read, repeat)]
+    own = len(timed)  # poolcli's rows and the bounds; the peers' variants follow
     into = "into a preallocated output"
     notes = {"poolcli": pool_note, "poolcli out=": f"{pool_note}, {into}" if pool_note else into,
              "copy bound": "np.copyto", "read bound": "np.max"}
@@ -673,9 +674,9 @@ def _run_workload(w, size, x, dst, threads, repeat, budget, peers, versions,
 
     rows = [row(t.impl, "ok", notes[t.impl], times=t.times, runs=len(t.times),
                 used_threads=threads)
-            for t in timed[:4]]
+            for t in timed[:own]]
     for peer in peers:
-        candidates = [t for t in timed[4:] if t.impl == peer.name]
+        candidates = [t for t in timed[own:] if t.impl == peer.name]
         r = peer_rows[peer.name]
         if candidates:
             best = min(candidates, key=lambda t: statistics.median(t.times))
