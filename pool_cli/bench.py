@@ -68,7 +68,7 @@ Per-peer semantics (what is run, and what is not timed):
   includes ``np.asarray`` of the result.
 
 API: :func:`run_bench` -> rows (dicts with the keys of :data:`ROW_KEYS`) and
-:func:`rows_to_jsonl` for ``--json``; the table is ``pool_cli.report.bench_table`` and the
+:func:`json_rows` for ``--json``; the table is ``pool_cli.report.bench_table`` and the
 command ``poolcli bench`` lives in ``pool_cli.cli``.
 """
 
@@ -76,7 +76,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import json
 import os
 import random
 import statistics
@@ -760,8 +759,9 @@ def _window_ratios(rows: list[dict], chosen: list[Workload]) -> None:
 # Output
 # --------------------------------------------------------------------------------------------
 
-def rows_to_jsonl(rows: list[dict]) -> str:
-    """``--json``: JSON Lines, one object per workload and implementation (the row keys)."""
+def json_rows(rows: list[dict]) -> list[dict]:
+    """``--json``: the rows with exactly the keys of :data:`ROW_KEYS`, in that order, floats
+    rounded to 4 decimals (written one per line by ``pool_cli.report.json_lines``)."""
     def clean(v):
         return round(v, 4) if isinstance(v, float) else v
-    return "\n".join(json.dumps({k: clean(r.get(k)) for k in ROW_KEYS}) for r in rows)
+    return [{k: clean(r.get(k)) for k in ROW_KEYS} for r in rows]

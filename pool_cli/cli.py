@@ -276,7 +276,7 @@ def bench(quick, threads, repeat, workloads, as_json):
         rows = benchmarks.run_bench(quick=quick, threads=threads, repeat=repeat, workloads=chosen,
                                     progress=lambda step, total, label: advance())
     if as_json:
-        click.echo(benchmarks.rows_to_jsonl(rows))
+        report.json_lines(benchmarks.json_rows(rows), sys.stdout)
     else:
         took = time.perf_counter() - start
         report.bench_table(rows, sys.stdout, title=f"poolcli bench ({'quick' if quick else 'full'}, "

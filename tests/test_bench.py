@@ -15,7 +15,7 @@ from pool_cli.cli import cli
 from pool_cli.report import bench_table
 from pool_cli.bench import (
     ROW_KEYS, TINY, Peer, Unsupported, Variant, Workload, round_half_up_uint8,
-    rows_to_jsonl, run_bench, select_workloads,
+    json_rows, run_bench, select_workloads,
 )
 
 PEER_MODULES = ("torch", "cv2", "skimage", "scipy", "PIL")
@@ -196,10 +196,9 @@ def test_progress_and_json():
     calls = []
     rows = tiny("W1,W2", progress=lambda *a: calls.append(a))
     assert calls == [(0, 2, "W1"), (1, 2, "W2"), (2, 2, "done")]
-    lines = rows_to_jsonl(rows).splitlines()
-    assert len(lines) == len(rows) == 2 * len(BOUND_AND_POOL)
-    for line in lines:
-        obj = json.loads(line)
+    objects = json_rows(rows)
+    assert len(objects) == len(rows) == 2 * len(BOUND_AND_POOL)
+    for obj in objects:
         assert tuple(obj) == ROW_KEYS and obj["status"] == "ok"
 
 
