@@ -22,7 +22,7 @@ from pool_cli.visual.colormaps import (
 )
 from pool_cli.visual.metrics import (
     default_data_range, energy_kept, gaussian_window, nearest_indices, psnr, ssim, ssim_maps,
-    upscale_nearest,
+    ssim_scorer, upscale_nearest,
 )
 from pool_cli.visual.plot import nice_ticks, points_from_rows, scatter_plot
 from pool_cli.visual.render import (
@@ -183,6 +183,21 @@ class TestSSIM:
         x = rng.uniform(0, 255, (15, 17))
         y = np.clip(x + rng.normal(0, 20, x.shape), 0, 255)
         assert ssim(x, y, 255) == pytest.approx(brute_force_ssim(x, y, 255), abs=1e-12)
+
+    @pytest.mark.parametrize("shape, layout", [((15, 17), None), ((3, 14, 16), None),
+                                               ((14, 16, 3), "HWC"), ((2, 3, 12, 13), "NCHW")])
+    def test_scorer_gives_the_bits_of_ssim(self, shape, layout):
+        # the reference is filtered once; every test must still score exactly as ssim() does,
+        # with uint8's default data range (255) taken from the reference as given
+        rng = np.random.default_rng(4)
+        x = rng.integers(0, 256, shape, dtype=np.uint8)
+        score = ssim_scorer(x, layout=layout)
+        for noise in (0, 5, 40):
+            y = np.clip(x + rng.normal(0, noise, shape), 0, 255)
+            assert score(y) == ssim(x, y, layout=layout)
+        assert score(x) == 1.0
+        with pytest.raises(ValueError, match="shapes differ"):
+            score(x[..., :-1])
 
     def test_symmetric(self):
         rng = np.random.default_rng(3)

@@ -46,13 +46,14 @@ Energy kept (:func:`energy_kept`)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from pool_cli.core.geometry import resolve_layout, spatial_axes
 
 __all__ = ["default_data_range", "energy_kept", "gaussian_window", "nearest_indices", "psnr",
-           "ssim", "ssim_maps", "upscale_nearest"]
+           "ssim", "ssim_maps", "ssim_scorer", "upscale_nearest"]
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -261,20 +262,8 @@ def ssim_maps(reference, test, data_range: float | None = None,
     >>> l.shape, bool(np.allclose(cs, 1)), round(float(l[0, 0]), 6)
     ((1, 1), True, 0.995476)
     """
-    x, y = _pair(reference, test)
-    L = default_data_range(reference) if data_range is None else float(data_range)
-    axes = tuple(range(x.ndim)) if axes is None else tuple(axes)
-    windows = _ssim_windows(x.shape, axes)
-    c1 = (SSIM_K1 * L) ** 2
-    c2 = (SSIM_K2 * L) ** 2
-    mx, my = _filter_valid(x, axes, windows), _filter_valid(y, axes, windows)
-    sxx = _filter_valid(x * x, axes, windows) - mx * mx
-    syy = _filter_valid(y * y, axes, windows) - my * my
-    sxy = _filter_valid(x * y, axes, windows) - mx * my
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lum = (2 * mx * my + c1) / (mx * mx + my * my + c1)
-        cs = (2 * sxy + c2) / (sxx + syy + c2)
-    return lum, cs
+    axes = tuple(range(np.ndim(reference))) if axes is None else tuple(axes)
+    return _SsimReference(reference, data_range, axes).maps(test)
 
 
 def ssim(reference, test, data_range: float | None = None, layout: str | None = None) -> float:
@@ -304,12 +293,54 @@ def ssim(reference, test, data_range: float | None = None, layout: str | None = 
     >>> ssim(x, x + 8) == ssim(x + 8, x) < 1
     True
     """
-    x, y = _pair(reference, test)
-    L = default_data_range(reference) if data_range is None else float(data_range)
-    axes = spatial_axes(resolve_layout(layout, x.ndim))
-    lum, cs = ssim_maps(x, y, L, axes)
-    per_map = np.mean(lum * cs, axis=axes)
-    return float(np.mean(per_map))
+    return ssim_scorer(reference, data_range, layout)(test)
+
+
+def ssim_scorer(reference, data_range: float | None = None,
+                layout: str | None = None) -> Callable[[np.ndarray], float]:
+    """:func:`ssim` against one reference for many tests: the reference's local means and
+    variances are filtered once, not once per test (the same result, bit for bit).
+
+    Examples
+    --------
+    >>> x = np.arange(256.0).reshape(16, 16)
+    >>> score = ssim_scorer(x, 255)
+    >>> score(x + 8) == ssim(x, x + 8, 255), score(x)
+    (True, 1.0)
+    """
+    axes = spatial_axes(resolve_layout(layout, np.ndim(reference)))
+    prepared = _SsimReference(reference, data_range, axes)
+
+    def score(test) -> float:
+        lum, cs = prepared.maps(test)
+        return float(np.mean(np.mean(lum * cs, axis=axes)))
+
+    return score
+
+
+class _SsimReference:
+    """A reference filtered once: its valid-region local means and variances."""
+
+    def __init__(self, reference, data_range: float | None, axes: tuple[int, ...]):
+        self.x = np.asarray(reference, dtype=np.float64)
+        L = default_data_range(reference) if data_range is None else float(data_range)
+        self.c1, self.c2 = (SSIM_K1 * L) ** 2, (SSIM_K2 * L) ** 2
+        self.axes, self.windows = axes, _ssim_windows(self.x.shape, axes)
+        self.mx = self._filter(self.x)
+        self.sxx = self._filter(self.x * self.x) - self.mx * self.mx
+
+    def _filter(self, a: np.ndarray) -> np.ndarray:
+        return _filter_valid(a, self.axes, self.windows)
+
+    def maps(self, test) -> tuple[np.ndarray, np.ndarray]:
+        x, y = _pair(self.x, test)
+        mx, my = self.mx, self._filter(y)
+        syy = self._filter(y * y) - my * my
+        sxy = self._filter(x * y) - mx * my
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lum = (2 * mx * my + self.c1) / (mx * mx + my * my + self.c1)
+            cs = (2 * sxy + self.c2) / (self.sxx + syy + self.c2)
+        return lum, cs
 
 
 def energy_kept(reference, test, layout: str | None = None) -> float:
