@@ -598,9 +598,15 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
                      f"({_tile_name(letters, shown[0])} to {_tile_name(letters, shown[-1])}), "
                      f"page {page + 1} of {pages}")
 
+    ranges: dict[tuple, tuple[float, float]] = {}  # each tile scanned once, when first needed
+
+    def tile_range(idx) -> tuple[float, float]:
+        if idx not in ranges:
+            ranges[idx] = _range_of(ref[idx])
+        return ranges[idx]
+
     if normalize == "global":
-        stacked = np.stack([ref[idx] for idx in every])
-        global_scale = _scale_of(*_range_of(stacked), cmap, symmetric)
+        global_scale = _scale_of(*_overall_range(map(tile_range, every)), cmap, symmetric)
     h, w = tiles_of.shape[-2:]
     zoom, shrink = _zoom_factors(h, w * (2 if after is not None else 1), min_tile,
                                  max_tile * (2 if after is not None else 1))
@@ -611,20 +617,21 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
     for idx in shown:
         data = tiles_of[idx]
         scale = global_scale if normalize == "global" else _scale_of(
-            *_range_of(ref[idx]), cmap, symmetric)
+            *tile_range(idx), cmap, symmetric)
         rgb = apply_colormap(_to_unit(data, *scale), cmap)
-        lines = [f"{_tile_name(letters, idx)}  {_range_label(data)}"]
+        shown_range = tile_range(idx) if reference is None else _range_of(data)
+        lines = [f"{_tile_name(letters, idx)}  {_range_label(shown_range)}"]
         if after_tiles is not None:
             right = apply_colormap(_to_unit(after_tiles[idx], *scale), cmap)
             sep = np.full((h, max(1, round(4 / zoom)), 3), BACKGROUND, np.uint8)  # ~4 px
             rgb = np.concatenate([rgb, sep, right], axis=1)
-            lines.append(f"pooled  {_range_label(after_tiles[idx])}")
+            lines.append(f"pooled  {_range_label(_range_of(after_tiles[idx]))}")
         panels.append((lines, _resize(rgb, zoom, shrink)))
 
     strip = None
     if colorbar_strip:
         strip = _grid_colorbar(cmap, normalize, symmetric, global_scale if normalize == "global"
-                               else None, ref, every, reference is not None)
+                               else None, map(tile_range, every), reference is not None)
     if after is not None:
         notes_on_sheet = ["each tile: input (left) | pooled, scaled back up with nearest "
                           "neighbour (right), on the input's colour scale"]
@@ -649,12 +656,20 @@ def _tile_name(letters, idx) -> str:
     return " ".join(f"{letter.lower()}{i}" for letter, i in zip(letters, idx))
 
 
-def _range_label(data) -> str:
-    lo, hi = _range_of(data)
+def _range_label(lo_hi: tuple[float, float]) -> str:
+    lo, hi = lo_hi
     return f"[{format_value(lo)}, {format_value(hi)}]"
 
 
-def _grid_colorbar(cmap, normalize, symmetric, scale, ref, every, shared) -> Image.Image:
+def _overall_range(ranges) -> tuple[float, float]:
+    """The range of all the tiles with ``ranges`` (tiles without a finite value left out)."""
+    finite = [(lo, hi) for lo, hi in ranges if not math.isnan(lo)]
+    if not finite:
+        return float("nan"), float("nan")
+    return min(lo for lo, _ in finite), max(hi for _, hi in finite)
+
+
+def _grid_colorbar(cmap, normalize, symmetric, scale, tile_ranges, shared) -> Image.Image:
     if normalize == "global":
         lo, hi = scale
         middle = "0" if lo < 0 < hi and math.isclose(-lo, hi) else None
@@ -662,8 +677,7 @@ def _grid_colorbar(cmap, normalize, symmetric, scale, ref, every, shared) -> Ima
                         caption=f"{cmap}, one scale for every tile")
     centred = symmetric
     if centred is None:
-        centred = cmap.lower() in DIVERGING and any(
-            (lambda r: r[0] < 0 < r[1])(_range_of(ref[idx])) for idx in every)
+        centred = cmap.lower() in DIVERGING and any(lo < 0 < hi for lo, hi in tile_ranges)
     whose = "the input's scale for that map" if shared else "its own scale"
     if centred:
         return colorbar(cmap, "-max|tile|", "+max|tile|", "0",
