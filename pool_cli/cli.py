@@ -90,7 +90,7 @@ def _mode_command(mode: Mode) -> click.Command:
     @_apply(_geometry_options(mode) + _OUTPUT_OPTIONS + _REPORT_OPTIONS)
     def command(inputs, output, fmt, overwrite, recursive, jobs, jpeg_quality, png_compression,
                 threads, as_json, quiet, **geometry):
-        spec = _spec(mode.name, geometry, quiet)
+        spec = _spec(mode.name, geometry)
         _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_quality,
                     png_compression, threads, as_json, quiet)
 
@@ -102,9 +102,9 @@ def _mode_command(mode: Mode) -> click.Command:
 REPLACED_BY_GLOBAL = ("window", "stride", "padding", "dilation", "ceil_mode")
 
 
-def _spec(mode: str, geometry: dict, quiet: bool = False):
+def _spec(mode: str, geometry: dict):
     """Every rule that holds whatever the input is checked here: a mistake is a usage error."""
-    _drop_replaced(geometry, quiet)
+    _refuse_replaced(geometry)
     from .core import make_spec
 
     try:
@@ -113,20 +113,19 @@ def _spec(mode: str, geometry: dict, quiet: bool = False):
         raise click.UsageError(str(error)) from None
 
 
-def _drop_replaced(geometry: dict, quiet: bool) -> None:
+def _refuse_replaced(geometry: dict) -> None:
     """``--global`` and ``--output-size`` replace the window geometry: options of it given too
-    (a harness may always pass them) are dropped with a warning rather than refused."""
+    would be ignored, so they are a usage error (as the API's ``PoolError``)."""
     if geometry.get("global_pool") or geometry.get("output_size") is not None:
-        given = [name for name in REPLACED_BY_GLOBAL if geometry.pop(name, None)]
-        if given and not quiet:
-            from .report import warning_line
-
+        given = [name for name in REPLACED_BY_GLOBAL if geometry.get(name) not in (None, False)]
+        if given:
             what = "--global" if geometry.get("global_pool") else "--output-size"
-            warning_line(f"{what} replaces " + ", ".join(
-                "--" + name.replace("_", "-") for name in given) + ": ignored")
+            them = "it" if len(given) == 1 else "them"
+            raise click.UsageError(f"{what} replaces " + ", ".join(
+                "--" + name.replace("_", "-") for name in given) + f": leave {them} out")
 
 
-def _modes_options(modes: str, geometry: dict, quiet: bool,
+def _modes_options(modes: str, geometry: dict,
                    windows=((None, None),)) -> tuple[list[str], dict]:
     """``--modes max,avg,lp`` and the geometry for all of them, checked for each mode and each
     (window, stride) of ``windows`` (None: the geometry's own).
@@ -137,7 +136,7 @@ def _modes_options(modes: str, geometry: dict, quiet: bool,
     names = [m.strip() for m in modes.split(",") if m.strip()]
     if not names:
         raise click.UsageError("--modes names no mode (give e.g. max,avg)")
-    _drop_replaced(geometry, quiet)
+    _refuse_replaced(geometry)
     options = _given(geometry)
     for option in ("power", "count_include_pad"):
         owner = owner_of(option)
@@ -322,7 +321,7 @@ def compare(source, modes, repeat, output, overwrite, as_json, quiet, **geometry
     """
     from . import engine, report
 
-    names, options = _modes_options(modes, geometry, quiet)
+    names, options = _modes_options(modes, geometry)
     _check_picture_output("-o", output)
     layout = options.pop("layout", None)
     dest, rows, notes = _run_picture(lambda: engine.compare(
@@ -359,7 +358,7 @@ def show(source, channels, page, normalize, cmap, before_after, mode, output, ov
     given = _given(geometry)
     if given and not before_after:
         raise click.UsageError("pooling options need --before-after")
-    spec = _spec(mode, given, quiet) if before_after else None
+    spec = _spec(mode, given) if before_after else None
     _check_picture_output("-o", output)
     dest, notes = _run_picture(lambda: engine.show(
         source, layout, output, overwrite, channels=channels, normalize=normalize, cmap=cmap,
@@ -397,7 +396,7 @@ def analyze(source, modes, windows, strides, repeat, plot, overwrite, padding, l
         raise click.UsageError("--windows and --strides take whole numbers like 2,3,4") from None
     if steps is not None and len(steps) != len(sizes):
         raise click.UsageError("--strides needs one value per window")
-    names, options = _modes_options(modes, {"padding": padding, "power": power}, quiet,
+    names, options = _modes_options(modes, {"padding": padding, "power": power},
                                     windows=list(zip(sizes, steps or sizes)))
     _check_picture_output("--plot", plot)
     rows = _run_picture(lambda: engine.analyze(source, layout, names, sizes, steps, repeat,

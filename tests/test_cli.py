@@ -296,22 +296,30 @@ USAGE_ERRORS = [
 
 
 REPLACED_GEOMETRY = [
-    ("max", ["--global", "--window", "3"], dict(global_pool=True)),
-    ("avg", ["--global", "-w", "2", "-s", "2", "-p", "1", "-d", "1"], dict(global_pool=True)),
-    ("avg", ["--global", "--ceil-mode"], dict(global_pool=True)),
-    ("max", ["--output-size", "3", "--window", "3"], dict(output_size=3)),
-    ("avg", ["--output-size", "2", "--stride", "1", "--ceil-mode"], dict(output_size=2)),
+    ("max", ["--global", "--window", "3"], "--global replaces --window: leave it out"),
+    ("max", ["--global", "-w", "0"], "--global replaces --window"),  # even a wrong one
+    ("avg", ["--global", "-w", "2", "-s", "2", "-p", "1", "-d", "1"],
+     "--global replaces --window, --stride, --padding, --dilation: leave them out"),
+    ("avg", ["--global", "--ceil-mode"], "--global replaces --ceil-mode"),
+    ("max", ["--output-size", "3", "--window", "3"], "--output-size replaces --window"),
+    ("avg", ["--output-size", "2", "--stride", "1", "--ceil-mode"],
+     "--output-size replaces --stride, --ceil-mode"),
 ]
 
 
-@pytest.mark.parametrize("mode,args,kwargs", REPLACED_GEOMETRY)
-def test_global_and_output_size_replace_the_window_geometry_with_a_warning(mode, args, kwargs):
-    x = npy()
-    result = run(mode, "x.npy", *args, "-o", "out.npy")
-    assert "warning" in result.stderr and "ignored" in result.stderr
-    assert np.array_equal(np.load("out.npy"), pool(x, mode, **kwargs))
-    quiet = run(mode, "x.npy", *args, "-o", "out.npy", "--overwrite", "--quiet")
-    assert quiet.stderr == "" and quiet.stdout == ""
+@pytest.mark.parametrize("mode,args,words", REPLACED_GEOMETRY)
+def test_geometry_beside_global_or_output_size_is_a_usage_error(mode, args, words):
+    # it would be ignored: refused, as the API refuses it (no option accepted and ignored)
+    npy()
+    before = snapshot()
+    for extra in ([], ["--quiet"]):
+        result = run(mode, "x.npy", *args, *extra, "-o", "out.npy", code=2)
+        assert words in result.stderr and result.stdout == ""
+    assert snapshot() == before
+    for command in (["compare", "x.npy", "--modes", "max,avg"], ["show", "x.npy", "--before-after"]):
+        result = run(*command, *args, code=2)
+        assert words in result.stderr
+    assert snapshot() == before
 
 
 @pytest.mark.parametrize("mode,args", USAGE_ERRORS, ids=[f"{m}{' '.join(a)}" for m, a in USAGE_ERRORS])
@@ -349,7 +357,6 @@ def test_usage_error_is_reported_before_any_input_is_read():
     (["-w", "9"], "larger"),                      # window larger than the 6x8 image
     (["-w", "4", "-d", "3"], "larger"),           # effective window 10
     (["-w", "3,2,2"], "3 values"),                # three values for two spatial axes
-    (["--output-size", "7"], "larger"),           # adaptive to more cells than there are
 ])
 def test_geometry_that_does_not_fit_fails_that_input(args, words):
     rgb("small.png", (6, 8, 3))

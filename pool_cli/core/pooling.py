@@ -140,10 +140,6 @@ class PoolSpec:
             return GlobalPlan(layout, axes, tuple(shape))
         if self.output_size is not None:
             sizes = broadcast(self.output_size, len(axes), "output_size")
-            for letter, size, length in zip((layout[a] for a in axes), sizes, lengths):
-                if size > length:
-                    raise PoolError(f"output_size {size} is larger than the input ({length}) "
-                                    f"on axis {letter}")
             return AdaptivePlan(layout, axes, tuple(shape), sizes)
         per_axis = [broadcast(v, len(axes), name) for v, name in (
             (self.window, "window"), (self.stride or self.window, "stride"),
