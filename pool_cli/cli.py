@@ -237,7 +237,10 @@ def info(inputs, recursive, as_json):
         try:
             if isinstance(item, engine.Result):
                 raise PoolError(item.error)
-            rows += engine.describe_file(item.path)
+            described = engine.describe_file(item.path)
+            for line in dict.fromkeys(w for row in described for w in row["warnings"]):
+                report.warning_line(line)
+            rows += described
         except PoolError as error:
             report.error_line(str(error))
             failed = True

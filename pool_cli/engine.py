@@ -336,14 +336,25 @@ def describe_file(path: str) -> list[dict]:
     loaded = io.read_input(path)
     rows = []
     for key, array in loaded.arrays.items():
-        finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
-        low, high = (finite.min().item(), finite.max().item()) if finite.size else (None, None)
+        warnings = list(loaded.warnings)
+        try:
+            check_dtype(array.dtype)
+            low, high = _value_range(array)
+        except PoolError as refusal:  # described all the same, without a range
+            low = high = None
+            warnings.append(f"{path}: {refusal}")
         layout = loaded.layout or DEFAULT_LAYOUTS.get(array.ndim)
         rows.append({"input": path, "key": key, "format": loaded.format,
                      "image_mode": loaded.image_mode, "dtype": str(array.dtype),
                      "shape": list(array.shape), "layout": layout, "min": low, "max": high,
-                     "bytes": loaded.nbytes, "warnings": loaded.warnings})
+                     "bytes": loaded.nbytes, "warnings": warnings})
     return rows
+
+
+def _value_range(array: np.ndarray) -> tuple:
+    """The smallest and largest value (finite ones for floats), or None for none."""
+    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+    return (finite.min().item(), finite.max().item()) if finite.size else (None, None)
 
 
 def load_array(path: str, layout: str | None) -> tuple[np.ndarray, str | None, str]:

@@ -1285,6 +1285,26 @@ def test_info_folder_needs_recursive():
     assert len(rows) == 5
 
 
+def test_info_describes_arrays_it_cannot_pool_without_a_range():
+    np.save("s.npy", np.array(["a", "bc"]))
+    np.save("c.npy", np.array([1 + 2j, 3j]))
+    np.save("t.npy", np.array(["2026-11-28"], dtype="datetime64[D]"))
+    np.save("r.npy", np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]))
+    npy("x.npy", (2, 3))
+    names = ["s.npy", "c.npy", "t.npy", "r.npy", "x.npy"]
+    result = run("info", *names, "--json")
+    rows = json_rows(result.stdout)
+    assert [r["input"] for r in rows] == names  # the batch goes on to x.npy
+    for row, kind in zip(rows, ["string", "complex", "datetime", "structured"]):
+        assert row["min"] is None and row["max"] is None and row["shape"] in ([2], [1], [3])
+        assert any(f"{kind} arrays" in w and "cannot be pooled" in w for w in row["warnings"])
+    assert rows[-1]["min"] is not None and rows[-1]["warnings"] == []
+    warned = [line for line in result.stderr.splitlines() if line.startswith("poolcli: warning:")]
+    assert len(warned) == 4 and "c.npy: complex arrays (complex128)" in warned[1]
+    table = run("info", *names)
+    assert "c.npy" in table.stdout and "x.npy" in table.stdout
+
+
 def test_info_corrupt_file_exits_1():
     Path("bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     result = run("info", "bad.png", code=1)
