@@ -6,6 +6,7 @@ and exit codes: 0 every input done, 1 some input failed, 2 usage error (nothing 
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -427,11 +428,25 @@ def _picture_report(dest: str, notes: list[str], quiet: bool) -> None:
         print(f"wrote {'standard output' if dest == '-' else dest}", file=sys.stderr)
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM (``args[0]``): unwinds like Ctrl-C, so that temporary files are
+    removed and started outputs finished, and nothing else is started."""
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
 def main() -> None:
     """Entry point of the ``poolcli`` console script."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         cli(prog_name="poolcli")
     except BrokenPipeError:
         # The reader went away (`poolcli ... | head`): not an error of ours.
         sys.stderr.close()
         sys.exit(0)
+    except Interrupted as stop:  # the shell's convention: 128 + the signal's number
+        print(f"poolcli: interrupted by {signal.Signals(stop.args[0]).name}", file=sys.stderr)
+        sys.exit(128 + stop.args[0])

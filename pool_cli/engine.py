@@ -198,7 +198,13 @@ class Batch:
 
         if jobs > 1 and len(items) > 1:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                batches = list(pool.map(one, items))
+                started = [pool.submit(one, item) for item in items]
+                try:
+                    batches = [done.result() for done in started]
+                except BaseException:  # interrupted: files under way finish, no new one starts
+                    for done in started:
+                        done.cancel()
+                    raise
         else:
             batches = [one(item) for item in items]
         return [result for results in batches for result in results]

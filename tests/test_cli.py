@@ -19,8 +19,10 @@ import json
 import os
 import pickle
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -1405,3 +1407,29 @@ class TestSubprocess:
                    text=True)
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
+
+    @pytest.mark.parametrize("signum, jobs", [(signal.SIGTERM, 1), (signal.SIGINT, 2)])
+    def test_subprocess_stopped_by_a_signal_leaves_only_whole_outputs(self, tmp_path, signum, jobs):
+        # slow to encode (noise at PNG level 9), so that the signal lands while files are written
+        noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
+        for i in range(16):
+            Image.fromarray(noise).save(tmp_path / f"in{i:02d}.png", compress_level=0)
+        out = tmp_path / "out"
+        process = subprocess.Popen(
+            [*POOLCLI, "max", *sorted(map(str, tmp_path.glob("in*.png"))), "-w", "1", "-o",
+             f"{out}/", "--png-compression", "9", "-j", str(jobs), "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        deadline = time.monotonic() + 30
+        while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the first output (or its temporary file) appears
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 128 + signum, stderr
+        assert stderr.strip().splitlines()[-1] == (
+            f"poolcli: interrupted by {signal.Signals(signum).name}")
+        assert "Traceback" not in stderr
+        left = sorted(p.name for p in out.iterdir())
+        assert not [name for name in left if name.endswith(".tmp")], left
+        assert len(left) < 16  # stopped early: the rest were never started
+        for name in left:  # and each output there is whole
+            assert np.array_equal(np.asarray(Image.open(out / name)), noise)
