@@ -98,16 +98,29 @@ def find_sources(paths: list[str], recursive: bool) -> Iterator[Source | Result]
         elif not recursive:
             yield Result(path, "", ok=False, error=f"{path}: is a folder (add -r to pool the files in it)")
         else:
-            found = False
-            for folder, dirs, files in os.walk(path):
+            found, unlisted = False, []  # folders os.walk could not list: failed inputs too
+            for folder, dirs, files in os.walk(path, onerror=unlisted.append):
+                yield from _unlisted(unlisted)
                 dirs.sort()
                 subdir = os.path.relpath(folder, path)
                 for name in sorted(files):
                     if io.format_for_path(name):
                         found = True
                         yield Source(os.path.join(folder, name), "" if subdir == "." else subdir)
-            if not found:
+            failed = list(_unlisted(unlisted))
+            yield from failed
+            if not found and not failed:
                 yield Result(path, "", ok=False, error=f"{path}: no images or arrays in this folder")
+
+
+def _unlisted(errors: list[OSError]) -> Iterator[Result]:
+    """Failed results for the folders in ``errors`` (emptied)."""
+    while errors:
+        error = errors.pop(0)
+        reason = "permission denied" if isinstance(error, PermissionError) else (
+            error.strerror or str(error)).lower()
+        yield Result(error.filename, "", ok=False,
+                     error=f"{error.filename}: cannot list this folder ({reason})")
 
 
 def output_path(source: Source, options: OutputOptions, mode: str, fmt: str,

@@ -164,6 +164,37 @@ def test_find_sources_keeps_the_order_given():
     assert list(find_sources(names, recursive=True)) == [Source(n) for n in names]
 
 
+def _deny(monkeypatch, *denied):
+    """os.scandir refuses these folders (tests run as root, where chmod refuses nothing)."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.normpath(path) in denied:
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_find_sources_reports_folders_it_cannot_list(monkeypatch):
+    _tree()
+    _deny(monkeypatch, os.path.join("tree", "sub"))
+    items = list(find_sources(["tree"], recursive=True))
+    failed = [i for i in items if isinstance(i, Result)]
+    assert [f.error for f in failed] == [
+        f"{os.path.join('tree', 'sub')}: cannot list this folder (permission denied)"]
+    assert all(f.ok is False for f in failed)
+    found = [i.path for i in items if isinstance(i, Source)]
+    assert os.path.join("tree", "another", "w.png") in found and os.path.join("tree", "b.png") in found
+    assert not [p for p in found if p.startswith(os.path.join("tree", "sub"))]
+
+
+def test_find_sources_unreadable_top_folder_says_so(monkeypatch):
+    _tree()
+    _deny(monkeypatch, "tree")
+    [failed] = list(find_sources(["tree"], recursive=True))
+    assert failed.error == "tree: cannot list this folder (permission denied)"
+
+
 def test_find_sources_folder_without_recursive_is_a_failed_row():
     _tree()
     items = list(find_sources(["a.png", "tree", "b.png"], recursive=False))
