@@ -6,6 +6,7 @@ and exit codes: 0 every input done, 1 some input failed, 2 usage error (nothing 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -184,7 +185,9 @@ def _check_outputs(output: str | None, fmt: str | None, items) -> None:
     named = named_format(output)
     if fmt and named and named != fmt:
         raise click.UsageError(f"-o {output} names a {named} file but --format is {fmt}")
-    if names_one_file(output) and not named and not fmt:
+    extension = os.path.splitext(output or "")[1]
+    literal = "{" in (output or "") and extension and "{" not in extension  # {stem}.xyz
+    if (names_one_file(output) or literal) and not named and not fmt:
         raise click.UsageError(f"-o {output}: unknown output format "
                                "(use an extension like .png or .npy, or --format)")
     if output is None or len(items) < 2 or "{" in output or is_folder_output(output):

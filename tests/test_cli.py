@@ -289,6 +289,7 @@ USAGE_ERRORS = [
     ("max", ["--layout", "HH"]),
     ("max", ["--layout", "NC"]),
     ("max", ["-o", "out/{name}{ext}"]),       # unknown template field
+    ("max", ["-o", "out/{stem}.xyz"]),        # a template's own extension names no format
     ("max", ["--format", "xcf"]),
     ("max", ["--jobs", "0"]),
     ("max", ["--jpeg-quality", "0"]),
