@@ -223,7 +223,8 @@ class Batch:
         return [result for results in batches for result in results]
 
     def pool_file(self, source: Source) -> list[Result]:
-        """Load, pool and save one input; every failure becomes a failed row naming it."""
+        """Load, pool and save one input; every failure becomes a failed row naming it, with
+        what was known by then (the input's shape and dtype, the output's path)."""
         blank = Result(source.path, self.spec.mode.name, ceil_mode=self.spec.ceil_mode)
         try:
             return self._pool_file(source, blank)
@@ -238,9 +239,12 @@ class Batch:
         start = time.perf_counter()
         loaded = io.read_input(source.path)
         load_ms = (time.perf_counter() - start) * 1e3
+        if len(loaded.arrays) == 1:  # known from here on, should this input fail
+            [array] = loaded.arrays.values()
+            blank.input_shape, blank.input_dtype = list(array.shape), str(array.dtype)
         fmt = output_format(self.options, loaded)
-        dest = output_path(source, self.options, self.spec.mode.name, fmt,
-                           keep_suffix=io.format_for_path(source.path) == fmt)
+        blank.output = dest = output_path(source, self.options, self.spec.mode.name, fmt,
+                                          keep_suffix=io.format_for_path(source.path) == fmt)
         self._claim(source, dest)
         rows, outputs = [], {}
         for key, array in loaded.arrays.items():

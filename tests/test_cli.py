@@ -558,6 +558,21 @@ def test_existing_output_file_is_kept_without_overwrite_json():
     assert Path("y.npy").read_bytes() == b"precious"
 
 
+def test_a_failed_row_keeps_what_was_known():
+    npy()
+    Path("x_max.npy").write_bytes(b"precious")
+    rgb("small.png", (3, 3, 3))
+    exists, small = json_rows(run("max", "x.npy", "small.png", "-w", "4", "--json", code=1).stdout)
+    assert exists["ok"] is False and "exists" in exists["error"]
+    assert exists["output"] == "x_max.npy"
+    assert exists["input_shape"] == [2, 3, 9, 10] and exists["input_dtype"] == "float64"
+    assert small["ok"] is False and small["output"] == "small_max.png"
+    assert small["input_shape"] == [3, 3, 3] and small["output_shape"] is None
+    Path("bad.npy").write_bytes(b"junk")
+    [bad] = json_rows(run("max", "bad.npy", "--json", code=1).stdout)
+    assert bad["output"] is None and bad["input_shape"] is None  # failed before either
+
+
 def test_overwrite_replaces_an_existing_output():
     x = npy()
     Path("x_max.npy").write_bytes(b"stale")
