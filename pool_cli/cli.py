@@ -170,6 +170,10 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
     items = list(engine.find_sources(list(inputs), recursive))
     _check_outputs(output, fmt, items)
     options = engine.OutputOptions(output, fmt, overwrite, jpeg_quality, png_compression)
+    items, skipped = engine.without_own_outputs(items, options, spec.mode.name)
+    if skipped and not quiet:
+        report.warning_line(f"left out {skipped} file(s) found in the folders that are outputs "
+                            f"of this command for other inputs (an earlier run's)")
     sources = [item for item in items if isinstance(item, engine.Source)]
     batch = engine.Batch(spec, options, sources, threads)
     start = time.perf_counter()

@@ -40,10 +40,12 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class Source:
-    """One input: its path, and its folder relative to a recursive root (kept under -o DIR)."""
+    """One input: its path, its folder relative to a recursive root (kept under -o DIR), and
+    whether a folder's walk found it (rather than the command line naming it)."""
 
     path: str
     subdir: str = ""
+    walked: bool = False
 
 
 @dataclass
@@ -106,7 +108,8 @@ def find_sources(paths: list[str], recursive: bool) -> Iterator[Source | Result]
                 for name in sorted(files):
                     if io.format_for_path(name):
                         found = True
-                        yield Source(os.path.join(folder, name), "" if subdir == "." else subdir)
+                        yield Source(os.path.join(folder, name), "" if subdir == "." else subdir,
+                                     walked=True)
             failed = list(_unlisted(unlisted))
             yield from failed
             if not found and not failed:
@@ -121,6 +124,22 @@ def _unlisted(errors: list[OSError]) -> Iterator[Result]:
             error.strerror or str(error)).lower()
         yield Result(error.filename, "", ok=False,
                      error=f"{error.filename}: cannot list this folder ({reason})")
+
+
+def without_own_outputs(items: list, options: OutputOptions, mode: str) -> tuple[list, int]:
+    """``items`` less the files a folder's walk found that are outputs this command would write
+    for other inputs (an earlier run's ``cat_max.png`` beside ``cat.png``): pooling them again
+    would pile ``cat_max_max.png`` on them and make ``cat.png``'s output an input. Returns the
+    items kept and how many were left out."""
+    def planned(source: Source) -> str:
+        own = io.format_for_path(source.path)
+        fmt = options.format or named_format(options.output) or own
+        return os.path.realpath(output_path(source, options, mode, fmt, keep_suffix=own == fmt))
+
+    outputs = {planned(item) for item in items if isinstance(item, Source) and item.path != "-"}
+    kept = [item for item in items if not (
+        isinstance(item, Source) and item.walked and os.path.realpath(item.path) in outputs)]
+    return kept, len(items) - len(kept)
 
 
 def output_path(source: Source, options: OutputOptions, mode: str, fmt: str,

@@ -812,6 +812,29 @@ def test_recursive_keeps_sub_folders_under_the_output_folder():
         assert same(got, pool(arrays[src], "max", layout=layout))
 
 
+@pytest.mark.parametrize("out", [None, "tree/pooled/"])
+def test_recursive_run_again_leaves_out_its_own_earlier_outputs(out):
+    _tree()
+    first = ["max", "tree", "-r", "--json", *(["-o", out] if out else [])]
+    rows = json_rows(run(*first).stdout)
+    assert len(rows) == 5 and all(r["ok"] for r in rows)
+    before = snapshot()
+    # the outputs now sit in the walked folders: they are not pooled again (no c_max_max.png),
+    # and each input's output exists, which says so (exit 1), or is replaced with --overwrite
+    again = run(*first, code=1)
+    rows = json_rows(again.stdout)
+    assert len(rows) == 5 and all("exists" in r["error"] for r in rows)
+    assert "left out 5 file(s)" in again.stderr
+    assert snapshot() == before
+    rows = json_rows(run(*first, "--overwrite").stdout)
+    assert len(rows) == 5 and all(r["ok"] for r in rows)
+    assert not list(Path("tree").rglob("*_max_max*"))
+    # named on the command line, an output is an input like any other
+    result = run("max", os.path.join("tree", "a_max.png") if out is None else
+                 os.path.join("tree", "pooled", "a_max.png"), "-q")
+    assert result.exit_code == 0
+
+
 def test_recursive_folder_without_inputs_is_reported():
     Path("empty/sub").mkdir(parents=True)
     Path("empty/notes.txt").write_text("no images here")
