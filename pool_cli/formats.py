@@ -1,6 +1,9 @@
 """The file formats poolcli reads and writes: names and extensions.
 
 Plain data, no NumPy: the command line reads it at start-up.
+
+Every format here is written as well as read. Other images that Pillow can open (PSD, ICNS,
+CUR, FITS, AVIF, ...) are read too; their output defaults to PNG (see ``pool_cli.io``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,19 @@ _FORMAT_BY_EXTENSION = {
     ".pgm": "ppm",
     ".pbm": "ppm",
     ".pnm": "ppm",
+    ".tga": "tga",
+    ".pcx": "pcx",
+    ".sgi": "sgi",
+    ".rgb": "sgi",
+    ".rgba": "sgi",
+    ".bw": "sgi",
+    ".qoi": "qoi",
+    ".dds": "dds",
+    ".xbm": "xbm",
+    ".ico": "ico",
+    ".dib": "dib",
+    ".jp2": "jpeg2000",
+    ".j2k": "jpeg2000",
     ".npy": "npy",
     ".npz": "npz",
 }
@@ -34,12 +50,23 @@ _EXTENSION_BY_FORMAT = {
     "webp": ".webp",
     "gif": ".gif",
     "ppm": ".ppm",
+    # Pillow writes these exactly too (format names are Pillow's, lower-cased).
+    "tga": ".tga",
+    "pcx": ".pcx",
+    "sgi": ".sgi",
+    "qoi": ".qoi",
+    "dds": ".dds",
+    "xbm": ".xbm",
+    "ico": ".ico",
+    "dib": ".dib",
+    "jpeg2000": ".jp2",
     "npy": ".npy",
     "npz": ".npz",
 }
 
 #: Format names accepted by ``--format``, image formats first.
 FORMATS: tuple[str, ...] = tuple(_EXTENSION_BY_FORMAT)
+
 
 def format_for_path(path: str) -> str | None:
     """Return the format a path's extension names, or None.
@@ -58,6 +85,8 @@ def format_for_path(path: str) -> str | None:
     --------
     >>> format_for_path("photo.JPEG"), format_for_path("scan.pgm"), format_for_path("x.dat")
     ('jpeg', 'ppm', None)
+    >>> format_for_path("sprite.tga"), format_for_path("scan.rgb"), format_for_path("x.psd")
+    ('tga', 'sgi', None)
     """
     return _FORMAT_BY_EXTENSION.get(os.path.splitext(path)[1].lower())
 

@@ -1,10 +1,12 @@
 """Read inputs into NumPy arrays and write results back, atomically.
 
 Inputs are images that Pillow reads, ``.npy`` and ``.npz`` files, or ``-`` for
-standard input; the format is sniffed from the first bytes, with the file
-extension as a fallback. Outputs are written to a temporary file beside the
-destination and renamed into place, so a failure never leaves a half-written
-file behind.
+standard input; the format is sniffed from the first bytes, then the file
+extension names ``.npy``/``.npz``, and anything else is left to Pillow to
+identify. 16-bit colour PNGs (which Pillow decodes to 8 bits per channel) are
+read and written at 16 bits by this module. Outputs are written to a temporary
+file beside the destination and renamed into place, so a failure never leaves a
+half-written file behind.
 
 Every user-facing failure raises :class:`~pool_cli.core.errors.PoolError` with a
 one-line message that starts with the file name. Pillow is imported lazily so
@@ -19,8 +21,10 @@ import mmap
 import os
 import re
 import stat
+import struct
 import sys
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable
 
@@ -72,9 +76,19 @@ _MODE_DTYPE = {
     "I;16": np.dtype(np.uint16),
     "I": np.dtype(np.int32),
     "F": np.dtype(np.float32),
+    # 16 bits per channel: poolcli's own names (Pillow has no such modes); PNG only.
+    "LA;16": np.dtype(np.uint16),
+    "RGB;16": np.dtype(np.uint16),
+    "RGBA;16": np.dtype(np.uint16),
 }
-_MODE_CHANNELS = {"LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4}
+_MODE_CHANNELS = {"LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4, "LA;16": 2, "RGB;16": 3, "RGBA;16": 4}
 _UINT8_MODE_BY_CHANNELS = {2: "LA", 3: "RGB", 4: "RGBA"}
+_UINT16_MODE_BY_CHANNELS = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
+
+# 16-bit colour PNGs: the rawmode Pillow decodes them with (keeping the high byte of each
+# sample) -> poolcli's mode. See _deep_png_mode.
+_DEEP_PNG_RAWMODES = {"RGB;16B": "RGB;16", "RGBA;16B": "RGBA;16", "LA;16B": "LA;16"}
+_PNG_COLOUR_TYPES = {"LA;16": 4, "RGB;16": 2, "RGBA;16": 6}
 
 _MODE_WORDS = {
     "1": "1-bit (mode 1) images",
@@ -86,20 +100,34 @@ _MODE_WORDS = {
     "I;16": "16-bit (mode I;16) images",
     "I": "32-bit integer (mode I) images",
     "F": "32-bit float (mode F) images",
+    "LA;16": "16-bit greyscale+alpha (mode LA;16) images",
+    "RGB;16": "16-bit RGB (mode RGB;16) images",
+    "RGBA;16": "16-bit RGBA (mode RGBA;16) images",
 }
 
 # Modes each format stores and reads back with the same values. GIF takes RGB(A)
-# only when the colours fit an exact palette (checked when writing).
+# only when the colours fit an exact palette, ICO only up to 256x256 (checked when
+# writing). The 16-bit colour modes are written by _png16_encoder, the rest by Pillow.
 _FORMAT_MODES = {
-    "png": {"1", "L", "LA", "RGB", "RGBA", "I;16"},
+    "png": {"1", "L", "LA", "RGB", "RGBA", "I;16", "LA;16", "RGB;16", "RGBA;16"},
     "jpeg": {"L", "RGB", "CMYK"},
     "tiff": {"1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "I", "F"},
     "bmp": {"1", "L", "RGB"},
     "webp": {"RGB", "RGBA"},
     "gif": {"L", "RGB", "RGBA"},
     "ppm": {"1", "L", "RGB", "I;16"},
+    "tga": {"1", "L", "LA", "RGB", "RGBA"},
+    "pcx": {"1", "L", "RGB"},
+    "sgi": {"L", "RGB", "RGBA"},
+    "qoi": {"RGB", "RGBA"},
+    "dds": {"L", "LA", "RGB", "RGBA"},
+    "xbm": {"1"},
+    "ico": {"1", "L", "LA", "RGB", "RGBA"},
+    "dib": {"1", "L", "RGB"},
+    "jpeg2000": {"L", "LA", "RGB", "RGBA", "I;16"},
 }
 _ICC_FORMATS = {"png", "jpeg", "tiff", "webp"}
+_ICO_MAX_SIDE = 256
 
 
 def _numpy_decode_errors() -> tuple[type[BaseException], ...]:
@@ -121,7 +149,9 @@ class Loaded:
     source : str
         The path as given, or ``"-"`` for standard input.
     format : str
-        One of :data:`FORMATS`.
+        One of :data:`FORMATS`: the input's format, which results are written in by
+        default. An image in a format poolcli does not write (PSD, ICNS, ...) says
+        ``"png"`` (``"tiff"`` for modes PNG cannot hold), and a note in `warnings` says so.
     arrays : dict of {str or None: numpy.ndarray}
         ``None`` for a single image or ``.npy``; the member names, in file order,
         for ``.npz``. Arrays may be read-only (images, memory-mapped ``.npy``).
@@ -131,7 +161,8 @@ class Loaded:
     image_mode : str or None
         The Pillow mode the array corresponds to (after palette expansion):
         ``'1'``, ``'L'``, ``'LA'``, ``'RGB'``, ``'RGBA'``, ``'CMYK'``, ``'I;16'``,
-        ``'I'`` or ``'F'``; ``None`` for arrays.
+        ``'I'`` or ``'F'``, or poolcli's own ``'LA;16'``, ``'RGB;16'``, ``'RGBA;16'`` for
+        16 bits per channel (uint16, from PNG); ``None`` for arrays.
     icc_profile : bytes or None
         The image's embedded ICC profile, passed on when writing.
     nbytes : int
@@ -237,8 +268,9 @@ def _read_error(name: str, exc: OSError) -> PoolError:
 def _load_bytes(name: str, data: bytes, ext_fmt: str | None) -> Loaded:
     if not data:
         raise PoolError(f"{name}: empty input")
-    fmt = _detect(name, data[:_HEAD_SIZE], ext_fmt)
-    return _decode(name, io.BytesIO(data), data[:_HEAD_SIZE], fmt, len(data), mmap_path=None)
+    head = data[:_HEAD_SIZE]
+    return _decode(name, io.BytesIO(data), head, _detect(head, ext_fmt), len(data),
+                   ext_fmt, mmap_path=None)
 
 
 def _load_file(name: str, f: BinaryIO, size: int, mmap_threshold: int) -> Loaded:
@@ -246,27 +278,28 @@ def _load_file(name: str, f: BinaryIO, size: int, mmap_threshold: int) -> Loaded
     if not head:
         raise PoolError(f"{name}: empty file")
     f.seek(0)
-    fmt = _detect(name, head, format_for_path(name))
+    ext_fmt = format_for_path(name)
+    fmt = _detect(head, ext_fmt)
     mmap_path = name if fmt == "npy" and size >= mmap_threshold else None
-    return _decode(name, f, head, fmt, size, mmap_path=mmap_path)
+    return _decode(name, f, head, fmt, size, ext_fmt, mmap_path=mmap_path)
 
 
-def _detect(name: str, head: bytes, ext_fmt: str | None) -> str:
-    fmt = _sniff(head) or ext_fmt
-    if fmt is None:
-        raise PoolError(f"{name}: unknown format (not an image, .npy or .npz)")
-    return fmt
+def _detect(head: bytes, ext_fmt: str | None) -> str | None:
+    """The format the magic bytes announce, else ``.npy``/``.npz`` by extension, else None:
+    Pillow identifies the image (it knows formats without magic bytes, such as TGA)."""
+    return _sniff(head) or (ext_fmt if ext_fmt in ("npy", "npz") else None)
 
 
 def _decode(
-    name: str, f: BinaryIO, head: bytes, fmt: str, nbytes: int, *, mmap_path: str | None
+    name: str, f: BinaryIO, head: bytes, fmt: str | None, nbytes: int, ext_fmt: str | None,
+    *, mmap_path: str | None
 ) -> Loaded:
     if fmt == "npy":
         arrays = {None: _load_npy(name, f, head, mmap_path)}
         return Loaded(name, fmt, arrays, nbytes=nbytes)
     if fmt == "npz":
         return Loaded(name, fmt, _load_npz(name, f), nbytes=nbytes)
-    return _load_image(name, f, head, fmt, nbytes)
+    return _load_image(name, f, head, fmt, nbytes, named=fmt is not None or ext_fmt is not None)
 
 
 def _object_refusal(name: str) -> PoolError:
@@ -317,22 +350,53 @@ def _load_npz(name: str, f: BinaryIO) -> dict[str | None, np.ndarray]:
     return arrays
 
 
-def _load_image(name: str, f: BinaryIO, head: bytes, fmt: str, nbytes: int) -> Loaded:
-    im, frames = _open_image(name, f)
+def _load_image(name: str, f: BinaryIO, head: bytes, fmt: str | None, nbytes: int,
+                named: bool = True) -> Loaded:
+    """Decode an image. ``fmt`` is None when no magic bytes named it: Pillow's own name for
+    the format is taken then. ``named``: the magic bytes or the extension said "image"."""
+    im, frames, deep = _open_image(name, f, named)
     try:
-        notes = _precision_warnings(name, fmt, head, im)
+        pil_format = im.format or ""
+        seen_as = fmt or pil_format.lower()
+        notes = [] if deep is not None else _precision_warnings(name, seen_as, head, im)
         if frames > 1:
             notes.append(f"{name}: {frames} frames; only the first is read")
-        arr, mode = _image_array(name, im, fmt)
+        if deep is not None:
+            arr, mode = deep, _UINT16_MODE_BY_CHANNELS[deep.shape[2]]
+        else:
+            arr, mode = _image_array(name, im, seen_as)
         icc = im.info.get("icc_profile") or None
     finally:
         im.close()
+    if fmt is None:
+        fmt = _output_format_for(name, pil_format, mode, notes)
     layout = "HW" if arr.ndim == 2 else "HWC"
     return Loaded(name, fmt, {None: arr}, layout, mode, icc, nbytes, notes)
 
 
-def _open_image(name: str, f: BinaryIO) -> tuple[Image.Image, int]:
-    """Open, decode and orient an image; map every Pillow failure to PoolError."""
+def _output_format_for(name: str, pil_format: str, mode: str, notes: list[str]) -> str:
+    """The format an image Pillow identified is written back in by default: its own when
+    poolcli writes it (and this Pillow can), else PNG (TIFF for modes PNG cannot hold),
+    with a note."""
+    from PIL import Image
+
+    fmt = pil_format.lower()
+    Image.init()
+    if fmt in _FORMAT_MODES and pil_format in Image.SAVE:
+        return fmt
+    fallback = "png" if mode in _FORMAT_MODES["png"] else "tiff"
+    notes.append(f"{name}: {pil_format} image, a format poolcli does not write: results go to "
+                 f"{fallback.upper()} unless -o or --format names another format")
+    return fallback
+
+
+def _open_image(name: str, f: BinaryIO,
+                named: bool = True) -> tuple[Image.Image, int, np.ndarray | None]:
+    """Open, decode and orient an image; map every Pillow failure to PoolError.
+
+    Returns the image, its number of frames, and for a 16-bit colour PNG (which the image
+    holds at 8 bits per channel) the full uint16 array, oriented like the image.
+    """
     from PIL import Image, ImageOps
 
     with warnings.catch_warnings():
@@ -341,18 +405,82 @@ def _open_image(name: str, f: BinaryIO) -> tuple[Image.Image, int]:
         try:
             im = Image.open(f)
             frames = getattr(im, "n_frames", 1)
-            im.seek(0)
+            if frames > 1:  # some plugins (SPIDER) refuse even seek(0) on a single image
+                im.seek(0)
+            deep_mode = _deep_png_mode(im)
+            if deep_mode == "LA;16":
+                # Each pixel's 4 bytes (grey high, low, alpha high, low) as they are.
+                im.tile = [_with_rawmode(im.tile[0], "RGBA")]
             im.load()
             ImageOps.exif_transpose(im, in_place=True)
+            deep = _deep_png_array(f, im, deep_mode) if deep_mode else None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise _bomb_error(name, exc, Image.MAX_IMAGE_PIXELS) from exc
         except MemoryError:
             raise
         except Image.UnidentifiedImageError:
+            if not named:
+                raise PoolError(f"{name}: unknown format (not an image, .npy or .npz)") from None
             raise PoolError(f"{name}: not an image Pillow can read") from None
         except Exception as exc:  # Pillow raises many types on bad data
             raise PoolError(f"{name}: corrupt or truncated image ({_one_line(exc)})") from exc
-    return im, frames
+    return im, frames, deep
+
+
+# ---------------------------------------------------------------------------
+# 16-bit colour PNG, read through Pillow's own decoder
+#
+# Pillow decodes RGB, RGBA and grey+alpha PNGs of 16 bits per channel with the rawmodes
+# "RGB;16B", "RGBA;16B" and "LA;16B", which keep the high byte of each big-endian sample.
+# The same data decoded with the little-endian rawmode ("RGB;16L") keeps the other byte,
+# the low one: two decodes give every bit, through Pillow's unfiltering, Adam7
+# de-interlacing and checks. "LA;16B" has no little-endian twin, but its 4 bytes per pixel
+# are exactly what the 8-bit "RGBA" rawmode copies, in one decode.
+
+
+def _deep_png_mode(im: Image.Image) -> str | None:
+    """``'RGB;16'``, ``'RGBA;16'`` or ``'LA;16'`` for a 16-bit colour PNG not yet loaded."""
+    if im.format != "PNG" or len(im.tile) != 1 or im.tile[0][0] != "zip":
+        return None
+    mode = _DEEP_PNG_RAWMODES.get(_tile_rawmode(im.tile[0]))
+    if mode is None or im.mode != ("RGB" if mode == "RGB;16" else "RGBA"):
+        return None
+    return mode
+
+
+def _tile_rawmode(tile) -> str | None:
+    # A tile's args: the rawmode, or a tuple that starts with it (other Pillow versions).
+    args = tile[3]
+    if isinstance(args, tuple):
+        args = args[0] if args else None
+    return args if isinstance(args, str) else None
+
+
+def _with_rawmode(tile, rawmode: str):
+    """The tile (a plain tuple or Pillow's named tuple) decoded with another rawmode."""
+    args = tile[3]
+    args = (rawmode, *args[1:]) if isinstance(args, tuple) else rawmode
+    fields = (*tile[:3], args, *tile[4:])
+    return type(tile)(*fields) if hasattr(tile, "_fields") else fields
+
+
+def _deep_png_array(f: BinaryIO, im: Image.Image, mode: str) -> np.ndarray:
+    """The uint16 (H, W, C) samples of a 16-bit colour PNG, given ``im`` loaded from ``f``."""
+    from PIL import Image, ImageOps
+
+    data = np.asarray(im)
+    if mode == "LA;16":  # bytes: grey high, grey low, alpha high, alpha low
+        wide = data.astype(np.uint16)
+        return (wide[..., 0::2] << 8) | wide[..., 1::2]
+    f.seek(0)
+    with Image.open(f) as low:
+        low.tile = [_with_rawmode(low.tile[0], _tile_rawmode(low.tile[0]).replace(";16B", ";16L"))]
+        low.load()
+        ImageOps.exif_transpose(low, in_place=True)
+        low_bytes = np.asarray(low)
+    if low_bytes.shape != data.shape:  # cannot happen: the same file, decoded twice
+        raise ValueError("the two decodes of the 16-bit PNG differ in shape")
+    return (data.astype(np.uint16) << 8) | low_bytes
 
 
 def _bomb_error(name: str, exc: Exception, limit: int | None) -> PoolError:
@@ -390,8 +518,12 @@ def _to_common_mode(name: str, im: Image.Image) -> Image.Image:
 
 
 def _precision_warnings(name: str, fmt: str, head: bytes, im: Image.Image) -> list[str]:
-    """Note colour images whose 16-bit samples Pillow reduces to 8 bits."""
-    bits = 8
+    """Note images whose 16-bit samples Pillow reduces to 8 bits.
+
+    16-bit colour PNGs are read in full (:func:`_deep_png_array`); the PNG case here is a
+    safety net should Pillow hand one out in an unexpected way.
+    """
+    bits, what = 8, "colour"
     if fmt == "png" and head[12:16] == b"IHDR" and len(head) >= 26:
         if head[25] in (2, 4, 6):  # RGB, grey+alpha, RGBA
             bits = head[24]
@@ -400,10 +532,12 @@ def _precision_warnings(name: str, fmt: str, head: bytes, im: Image.Image) -> li
         bits = max(sample_bits) if isinstance(sample_bits, tuple) else int(sample_bits)
     elif fmt == "ppm" and im.mode == "RGB":
         bits = _ppm_bits(head)
+    elif fmt == "sgi" and head[:2] == b"\x01\xda" and len(head) > 3 and head[3] == 2:
+        bits, what = 16, "colour" if im.mode in ("RGB", "RGBA") else "grey"
     if bits <= 8:
         return []
     return [
-        f"{name}: {bits}-bit colour read as 8 bits per channel by Pillow: "
+        f"{name}: {bits}-bit {what} read as 8 bits per channel by Pillow: "
         "precision lost (to keep all bits, convert the file to .npy with another tool first)"
     ]
 
@@ -514,10 +648,29 @@ def _encoder(
     if fmt == "npy":
         return lambda f: np.save(f, arr, allow_pickle=False)
     arr, mode = _image_data(dest, arr, fmt, like.image_mode, notes)
-    im, params = _pil_image(dest, arr, mode, fmt)
-    params.update(_save_params(dest, fmt, like.icc_profile, notes, jpeg_quality, png_compression))
+    if fmt == "ico" and max(arr.shape[:2]) > _ICO_MAX_SIDE:
+        raise PoolError(f"{dest}: ICO holds at most {_ICO_MAX_SIDE}x{_ICO_MAX_SIDE} pixels, "
+                        f"not {arr.shape[1]}x{arr.shape[0]}; use .png")
+    params = _save_params(dest, fmt, like.icc_profile, notes, jpeg_quality, png_compression)
+    if mode in _PNG_COLOUR_TYPES:  # 16 bits per channel: Pillow cannot encode it
+        return _png16_encoder(dest, arr, mode, params.get("icc_profile"), png_compression)
+    im, pil_params = _pil_image(dest, arr, mode, fmt)
+    params.update(pil_params)
+    if fmt == "ico":  # one image at its own size, not Pillow's set of downscaled icons
+        params["sizes"] = [im.size]
     pil_format = fmt.upper()
+    _check_pillow_writes(dest, pil_format)
     return lambda f: im.save(f, format=pil_format, **params)
+
+
+def _check_pillow_writes(dest: str, pil_format: str) -> None:
+    from PIL import Image
+
+    Image.preinit()  # the common formats; all of Pillow's plugins only if need be
+    if pil_format not in Image.SAVE:
+        Image.init()
+    if pil_format not in Image.SAVE:
+        raise PoolError(f"{dest}: this Pillow cannot write {pil_format}; use .png or .npy")
 
 
 def _single(dest: str, arrays: dict[str | None, np.ndarray], fmt: str) -> np.ndarray:
@@ -574,6 +727,8 @@ def _mode_for_array(dest: str, arr: np.ndarray, fmt: str) -> str:
     dtype = arr.dtype
     if arr.ndim == 3 and dtype == np.uint8 and arr.shape[2] in _UINT8_MODE_BY_CHANNELS:
         return _UINT8_MODE_BY_CHANNELS[arr.shape[2]]
+    if arr.ndim == 3 and dtype == np.uint16 and arr.shape[2] in _UINT16_MODE_BY_CHANNELS:
+        return _UINT16_MODE_BY_CHANNELS[arr.shape[2]]
     if arr.ndim == 2:
         if dtype == bool:
             return "1"
@@ -694,6 +849,119 @@ def _save_params(
     elif icc_profile:
         notes.append(f"{dest}: {fmt.upper()} cannot hold the ICC profile; it was dropped")
     return params
+
+
+# ---------------------------------------------------------------------------
+# 16-bit colour PNG, written here (Pillow has no 16-bit colour modes)
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_BAND_BYTES = 1 << 20  # raw bytes filtered at once: bounded memory for large images
+_PNG_IDAT_BYTES = 1 << 20  # compressed bytes per IDAT chunk
+
+
+def _png16_encoder(dest: str, arr: np.ndarray, mode: str, icc_profile: bytes | None,
+                   level: int) -> Encoder:
+    """An encoder writing ``arr`` (uint16, H x W x C) as a PNG of 16 bits per channel."""
+    height, width = arr.shape[:2]
+    if not (0 < height < 2**31 and 0 < width < 2**31):
+        raise PoolError(f"{dest}: PNG cannot hold an image of {width}x{height} pixels; use .npy")
+    colour_type = _PNG_COLOUR_TYPES[mode]
+    return lambda f: _write_png16(f, arr, colour_type, icc_profile, level)
+
+
+def _write_png16(f: BinaryIO, arr: np.ndarray, colour_type: int, icc_profile: bytes | None,
+                 level: int) -> None:
+    """Signature, IHDR, iCCP (if a profile), IDAT (rows filtered, then zlib at ``level``),
+    IEND. Each row takes the filter whose output has the least sum of absolute values, as
+    libpng chooses; level 0 stores rows unfiltered."""
+    height, width, channels = arr.shape
+    f.write(_PNG_SIGNATURE)
+    _png_chunk(f, b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+    if icc_profile:
+        # Profile name, NUL, compression method 0 (zlib), the compressed profile.
+        _png_chunk(f, b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile))
+    bpp = 2 * channels
+    row_bytes = width * bpp
+    band = max(1, _PNG_BAND_BYTES // row_bytes)
+    compressor = zlib.compressobj(level)
+    pending = bytearray()
+    prior = np.zeros(row_bytes, np.uint8)
+    for top in range(0, height, band):
+        raw = np.ascontiguousarray(arr[top:top + band], dtype=">u2").view(np.uint8)
+        raw = raw.reshape(-1, row_bytes)
+        pending += compressor.compress(_png_filter(raw, prior, bpp, adaptive=level > 0))
+        prior = raw[-1]
+        _png_idat(f, pending, keep_last=True)
+    pending += compressor.flush()
+    _png_idat(f, pending, keep_last=False)
+    _png_chunk(f, b"IEND", b"")
+
+
+def _png_idat(f: BinaryIO, pending: bytearray, keep_last: bool) -> None:
+    """Write ``pending`` compressed bytes as IDAT chunks of ``_PNG_IDAT_BYTES``, and all that
+    is left unless ``keep_last`` (then it waits for more); ``pending`` is emptied as written."""
+    while len(pending) >= _PNG_IDAT_BYTES or (pending and not keep_last):
+        _png_chunk(f, b"IDAT", bytes(pending[:_PNG_IDAT_BYTES]))
+        del pending[:_PNG_IDAT_BYTES]
+
+
+def _png_chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
+    f.write(struct.pack(">I", len(data)) + kind)
+    f.write(data)
+    f.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
+
+
+def _png_filter(raw: np.ndarray, prior: np.ndarray, bpp: int, adaptive: bool) -> bytes:
+    """Filter rows of bytes (``prior``: the row above the first), each led by its filter type.
+
+    Filtering only looks at unfiltered bytes, so every row of every filter is computed at
+    once; uint8 arithmetic wraps modulo 256 as the PNG filters do.
+    """
+    rows, length = raw.shape
+    out = np.empty((rows, length + 1), np.uint8)
+    if not adaptive:
+        out[:, 0] = 0
+        out[:, 1:] = raw
+        return out.tobytes()
+    up = np.empty_like(raw)  # b: the byte above
+    up[0] = prior
+    up[1:] = raw[:-1]
+    left = np.zeros_like(raw)  # a: the byte bpp to the left
+    left[:, bpp:] = raw[:, :-bpp]
+    corner = np.zeros_like(raw)  # c: the byte above that one
+    corner[:, bpp:] = up[:, :-bpp]
+    average = (left >> 1) + (up >> 1) + (left & up & 1)  # floor((a + b) / 2), in uint8
+    candidates = [raw, raw - left, raw - up, raw - average, raw - _paeth(left, up, corner)]
+    costs = np.stack([_filter_cost(c) for c in candidates])
+    best = np.argmin(costs, axis=0)  # the first of equal costs: the simpler filter
+    out[:, 0] = best
+    for kind, filtered in enumerate(candidates):
+        chosen = best == kind
+        if chosen.any():
+            out[chosen, 1:] = filtered[chosen]
+    return out.tobytes()
+
+
+def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The Paeth predictor: of a, b, c the nearest to p = a + b - c (ties: a, then b)."""
+    c16 = c.astype(np.int16)
+    pa = b.astype(np.int16) - c16  # p - a
+    pb = a.astype(np.int16) - c16  # p - b
+    pc = np.abs(pa + pb)  # |p - c|
+    np.abs(pa, out=pa)
+    np.abs(pb, out=pb)
+    out = np.where(pb <= pc, b, c)
+    np.copyto(out, a, where=(pa <= pb) & (pa <= pc))
+    return out
+
+
+# |x| of a byte x read as a signed int8.
+_SIGNED_MAGNITUDE = np.minimum(np.arange(256), 256 - np.arange(256)).astype(np.uint8)
+
+
+def _filter_cost(filtered: np.ndarray) -> np.ndarray:
+    """Per row, the sum of the bytes' absolute values read as signed (libpng's heuristic)."""
+    return np.take(_SIGNED_MAGNITUDE, filtered).sum(axis=1, dtype=np.int64)
 
 
 def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> None:

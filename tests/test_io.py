@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from clitools import error_lines, run
 from pool_cli import io as pio
 from pool_cli.core.errors import PoolError
 from pool_cli.io import (
@@ -52,22 +53,90 @@ def to_image(arr: np.ndarray, mode: str) -> Image.Image:
     return im
 
 
-def png16(arr: np.ndarray, colour_type: int) -> bytes:
-    """Encode a 16-bit PNG by hand (Pillow cannot write 16-bit colour PNGs)."""
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2)]  # (x0, y0, dx, dy) of the seven passes
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png16(arr: np.ndarray, colour_type: int, *, interlace: bool = False,
+          filters: tuple[int, ...] = (0,), extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+    """Encode a 16-bit PNG by hand (Pillow cannot write 16-bit colour PNGs): rows filtered
+    with ``filters`` in turn (per pass when Adam7-interlaced), ``extra`` chunks before IDAT."""
     h, w = arr.shape[:2]
-    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+    arr = arr.reshape(h, w, -1)
+    stream = b""
+    for i, (x0, y0, dx, dy) in enumerate(
+            [p for p in (ADAM7 if interlace else [(0, 0, 1, 1)])
+             if len(range(p[0], w, p[2])) and len(range(p[1], h, p[3]))]):
+        sub = arr[y0::dy, x0::dx]
+        raw = sub.astype(">u2").view(np.uint8).reshape(sub.shape[0], -1)
+        stream += filter_rows(raw, 2 * arr.shape[2], filters[i % len(filters)])
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, int(interlace))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+            + b"".join(png_chunk(kind, data) for kind, data in extra)
+            + png_chunk(b"IDAT", zlib.compress(stream)) + png_chunk(b"IEND", b""))
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
 
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
+def filter_rows(raw: np.ndarray, bpp: int, kind: int) -> bytes:
+    """PNG-filter byte rows with one filter type (0 None .. 4 Paeth), each row led by it."""
+    r = raw.astype(np.int16)
+    b = np.vstack([np.zeros_like(r[:1]), r[:-1]])
+    a = np.zeros_like(r)
+    a[:, bpp:] = r[:, :-bpp]
+    c = np.zeros_like(r)
+    c[:, bpp:] = b[:, :-bpp]
+    p = a + b - c
+    paeth = np.where((abs(p - a) <= abs(p - b)) & (abs(p - a) <= abs(p - c)), a,
+                     np.where(abs(p - b) <= abs(p - c), b, c))
+    pred = [0, a, b, (a + b) // 2, paeth][kind]
+    body = ((r - pred) % 256).astype(np.uint8)
+    return np.hstack([np.full((len(r), 1), kind, np.uint8), body]).tobytes()
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The chunks of a PNG, each CRC checked."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, pos = [], 8
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        assert struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0] == zlib.crc32(kind + body)
+        chunks.append((kind, body))
+        pos += 12 + n
+    return chunks
+
+
+def decode_png16(data: bytes) -> tuple[np.ndarray, dict]:
+    """Decode a non-interlaced 16-bit PNG by hand, byte by byte (no Pillow, no OpenCV):
+    the uint16 (H, W, C) samples, and the IHDR fields and filter types seen."""
+    chunks = png_chunks(data)
+    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
+    w, h, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert depth == 16 and interlace == 0
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+    stream = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    bpp, row_bytes = 2 * channels, 2 * channels * w
+    assert len(stream) == h * (row_bytes + 1)
+    out, prior, kinds = bytearray(), bytearray(row_bytes), set()
+    for y in range(h):
+        kind, line = stream[y * (row_bytes + 1)], bytearray(stream[y * (row_bytes + 1) + 1:
+                                                                   (y + 1) * (row_bytes + 1)])
+        kinds.add(kind)
+        for x in range(row_bytes):
+            a = line[x - bpp] if x >= bpp else 0
+            b, c = prior[x], (prior[x - bpp] if x >= bpp else 0)
+            p = a + b - c
+            paeth = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else (
+                b if abs(p - b) <= abs(p - c) else c)
+            line[x] = (line[x] + [0, a, b, (a + b) // 2, paeth][kind]) & 255
+        out += line
+        prior = line
+    arr = np.frombuffer(bytes(out), ">u2").astype(np.uint16).reshape(h, w, channels)
+    return arr, {"colour_type": colour_type, "filters": kinds,
+                 "chunks": [kind for kind, _ in chunks]}
 
 
 def tiff16_rgb(arr: np.ndarray) -> bytes:
@@ -113,6 +182,12 @@ def block_mean(arr: np.ndarray) -> np.ndarray:
     return blocks.mean(axis=(1, 3))
 
 
+def block_max(arr: np.ndarray) -> np.ndarray:
+    """2x2 block maximum (window 2, stride 2) of an HW or HWC array."""
+    h, w = arr.shape[:2]
+    return arr.reshape(h // 2, 2, w // 2, 2, *arr.shape[2:]).max(axis=(1, 3))
+
+
 def assert_one_line_naming(exc: pytest.ExceptionInfo, name: str) -> None:
     message = str(exc.value)
     assert message.startswith(f"{name}: "), message
@@ -135,6 +210,10 @@ def test_format_for_path_by_extension():
     assert format_for_path("x.npz") == "npz"
     assert format_for_path("x.dat") is None
     assert format_for_path("noext") is None
+    assert format_for_path("a.TGA") == "tga" and format_for_path("a.pcx") == "pcx"
+    assert {format_for_path(f"x.{e}") for e in ("sgi", "rgb", "rgba", "bw")} == {"sgi"}
+    assert format_for_path("x.jp2") == format_for_path("x.j2k") == "jpeg2000"
+    assert format_for_path("x.psd") is None  # read (Pillow knows it), never written
 
 
 def test_extension_for_every_format_maps_back():
@@ -250,13 +329,169 @@ def test_16bit_grey_from_hand_made_png_has_no_warning(tmp_path):
     np.testing.assert_array_equal(loaded.arrays[None], arr)
 
 
-@pytest.mark.parametrize("colour_type,channels", [(2, 3), (6, 4)])
-def test_16bit_colour_png_warns_about_lost_precision(tmp_path, colour_type, channels):
-    arr = RNG.integers(0, 65536, (3, 5, channels), dtype=np.uint16)
-    (tmp_path / "deep.png").write_bytes(png16(arr, colour_type))
-    loaded = read_input(str(tmp_path / "deep.png"))
-    assert loaded.arrays[None].dtype == np.uint8
-    assert_precision_warning(loaded, str(tmp_path / "deep.png"))
+# ---------------------------------------------------------------------------
+# 16-bit colour PNG: read (Pillow decodes twice), written by poolcli's own encoder
+
+DEEP = [(2, 3, "RGB;16"), (6, 4, "RGBA;16"), (4, 2, "LA;16")]  # colour type, channels, mode
+
+
+def smooth16(h: int, w: int, channels: int) -> np.ndarray:
+    """uint16 gradients with noise: every PNG filter has something to win on them."""
+    y, x = np.mgrid[0:h, 0:w]
+    base = (x * 1201 + y * 523)[..., None] * np.arange(1, channels + 1)
+    return ((base + RNG.integers(0, 700, (h, w, channels))) % 65536).astype(np.uint16)
+
+
+@pytest.mark.parametrize("interlace", [False, True], ids=["plain", "adam7"])
+@pytest.mark.parametrize("filters", [(0,), (1,), (2,), (3,), (4,), (4, 0, 3, 1, 2)])
+@pytest.mark.parametrize("colour_type,channels,mode", DEEP, ids=[m for *_, m in DEEP])
+def test_16bit_colour_png_is_read_with_all_16_bits(tmp_path, colour_type, channels, mode,
+                                                    interlace, filters):
+    for h, w in [(13, 17), (1, 1), (2, 9), (9, 1)]:  # uneven Adam7 passes, empty ones
+        arr = RNG.integers(0, 65536, (h, w, channels), dtype=np.uint16)
+        path = tmp_path / f"deep{h}x{w}.png"
+        path.write_bytes(png16(arr, colour_type, interlace=interlace, filters=filters))
+        loaded = read_input(str(path))
+        got = loaded.arrays[None]
+        assert loaded.image_mode == mode and loaded.layout == "HWC" and loaded.format == "png"
+        assert got.dtype == np.uint16 and got.shape == arr.shape
+        np.testing.assert_array_equal(got, arr)
+        assert loaded.warnings == []
+
+
+def test_16bit_colour_png_from_stdin_is_read_with_all_16_bits():
+    arr = smooth16(11, 7, 3)
+    loaded = read_input("-", stdin=io.BytesIO(png16(arr, 2, filters=(4,))))
+    assert loaded.image_mode == "RGB;16"
+    np.testing.assert_array_equal(loaded.arrays[None], arr)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_colour_png_written_by_opencv_is_read_exactly(tmp_path, channels):
+    cv2 = pytest.importorskip("cv2")
+    for arr in (smooth16(37, 53, channels),
+                RNG.integers(0, 65536, (19, 7, channels), dtype=np.uint16)):
+        for flag in ("IMWRITE_PNG_FILTER_NONE", "IMWRITE_PNG_FILTER_PAETH", "IMWRITE_PNG_FILTER_SUB"):
+            params = [cv2.IMWRITE_PNG_FILTER, getattr(cv2, flag)] if hasattr(cv2, flag) else []
+            path = str(tmp_path / "cv.png")
+            assert cv2.imwrite(path, arr[..., [2, 1, 0, 3][:channels]], params)  # OpenCV is BGR(A)
+            loaded = read_input(path)
+            assert loaded.image_mode == ("RGB;16" if channels == 3 else "RGBA;16")
+            np.testing.assert_array_equal(loaded.arrays[None], arr)
+
+
+def test_16bit_colour_png_keeps_exif_orientation_and_icc_profile(tmp_path):
+    arr = smooth16(5, 7, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    exif_data = exif.tobytes()
+    exif_data = exif_data[6:] if exif_data.startswith(b"Exif\x00\x00") else exif_data
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    extra = ((b"iCCP", b"sRGB\x00\x00" + zlib.compress(icc)), (b"eXIf", exif_data))
+    (tmp_path / "o.png").write_bytes(png16(arr, 2, filters=(1,), extra=extra))
+    loaded = read_input(str(tmp_path / "o.png"))
+    # The same orientation as Pillow applies to the 8-bit version of the image.
+    eight = tmp_path / "o8.png"
+    Image.fromarray((arr >> 8).astype(np.uint8)).save(eight, exif=exif)
+    np.testing.assert_array_equal(loaded.arrays[None] >> 8, read_input(str(eight)).arrays[None])
+    np.testing.assert_array_equal(loaded.arrays[None], np.rot90(arr, -1))
+    assert loaded.icc_profile == icc
+
+    dest = tmp_path / "back.png"
+    assert write_output(str(dest), loaded.arrays, fmt="png", like=loaded) == []
+    chunks = dict(png_chunks(dest.read_bytes()))
+    name, rest = chunks[b"iCCP"].split(b"\x00", 1)
+    assert name and rest[0] == 0 and zlib.decompress(rest[1:]) == icc
+    with Image.open(dest) as im:
+        assert im.info["icc_profile"] == icc
+
+
+@pytest.mark.parametrize("level", [0, 1, 9])
+@pytest.mark.parametrize("colour_type,channels,mode", DEEP, ids=[m for *_, m in DEEP])
+def test_16bit_colour_is_written_as_a_16bit_png(tmp_path, monkeypatch, colour_type, channels,
+                                                mode, level):
+    # Small bands and IDAT chunks: several of each even for a small image.
+    monkeypatch.setattr(pio, "_PNG_BAND_BYTES", 300)
+    monkeypatch.setattr(pio, "_PNG_IDAT_BYTES", 200)
+    arr = smooth16(23, 31, channels)
+    arr[::5] = RNG.integers(0, 65536, arr[::5].shape, dtype=np.uint16)
+    src = tmp_path / "in.png"
+    src.write_bytes(png16(arr, colour_type))
+    loaded = read_input(str(src))
+    dest = tmp_path / "out.png"
+    assert write_output(str(dest), loaded.arrays, fmt="png", like=loaded,
+                        png_compression=level) == []
+    data = dest.read_bytes()
+    got, info = decode_png16(data)  # by hand, not through the reader under test
+    np.testing.assert_array_equal(got, arr)
+    assert info["colour_type"] == colour_type
+    assert info["chunks"].count(b"IDAT") > 1
+    assert info["filters"] == {0} if level == 0 else len(info["filters"]) > 1
+    back = read_input(str(dest))
+    assert back.image_mode == mode and back.warnings == []
+    np.testing.assert_array_equal(back.arrays[None], arr)
+    assert listing(tmp_path) == ["in.png", "out.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_16bit_colour_png_written_here_is_read_exactly_by_opencv(tmp_path, channels):
+    cv2 = pytest.importorskip("cv2")
+    arr = smooth16(29, 41, channels)
+    dest = str(tmp_path / "out.png")
+    write_output(dest, {None: arr}, fmt="png", like=array_like())
+    back = cv2.imread(dest, cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16
+    if channels == 2:  # OpenCV hands grey+alpha out as BGRA
+        np.testing.assert_array_equal(back[..., [0, 3]], arr)
+        np.testing.assert_array_equal(back[..., 1], arr[..., 0])
+    else:
+        np.testing.assert_array_equal(back[..., [2, 1, 0, 3][:channels]], arr)
+
+
+def test_uint16_colour_array_goes_to_a_16bit_png_and_no_other_image_format(tmp_path):
+    arr = RNG.integers(0, 65536, (6, 8, 3), dtype=np.uint16)
+    np.save(tmp_path / "x.npy", arr)
+    like = read_input(str(tmp_path / "x.npy"))
+    assert pio.stored_dtype("png", like, arr) == np.uint16
+    write_output(str(tmp_path / "x.png"), {None: arr}, fmt="png", like=like)
+    np.testing.assert_array_equal(decode_png16((tmp_path / "x.png").read_bytes())[0], arr)
+    for fmt in ("jpeg", "webp", "tiff", "bmp", "gif", "ppm", "tga"):
+        dest = str(tmp_path / f"x{extension_for_format(fmt)}")
+        with pytest.raises(PoolError) as exc:
+            write_output(dest, {None: arr}, fmt=fmt, like=like)
+        assert_one_line_naming(exc, dest)
+        assert "16-bit RGB" in str(exc.value) and "use .png or .npy" in str(exc.value)
+    assert listing(tmp_path) == ["x.npy", "x.png"]
+
+
+def test_16bit_colour_results_round_ties_up_and_clip_with_a_note(tmp_path):
+    like = Loaded("x.png", "png", {}, layout="HWC", image_mode="RGBA;16")
+    means = np.array([[[0.5, 1.49, 65534.5, 65535.0]]])
+    dest = str(tmp_path / "avg.png")
+    assert write_output(dest, {None: means}, fmt="png", like=like) == []
+    np.testing.assert_array_equal(decode_png16(open(dest, "rb").read())[0],
+                                  [[[1, 1, 65535, 65535]]])
+    sums = np.array([[[-1, 7, 70000, 65535]]], np.int64)
+    dest = str(tmp_path / "sum.png")
+    assert write_output(dest, {None: sums}, fmt="png", like=like) == [
+        f"{dest}: 2 values outside 0..65535 clipped"]
+    np.testing.assert_array_equal(decode_png16(open(dest, "rb").read())[0], [[[0, 7, 65535, 65535]]])
+
+
+def test_16bit_colour_png_over_the_decompression_bomb_limit(tmp_path, monkeypatch):
+    (tmp_path / "big.png").write_bytes(png16(np.zeros((20, 20, 3), np.uint16), 2))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(PoolError, match="decompression-bomb limit") as exc:
+        read_input(str(tmp_path / "big.png"))
+    assert_one_line_naming(exc, str(tmp_path / "big.png"))
+
+
+def test_truncated_16bit_colour_png_is_one_line_error(tmp_path):
+    data = png16(smooth16(40, 40, 3), 2)
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(PoolError, match="corrupt or truncated image") as exc:
+        read_input(str(tmp_path / "cut.png"))
+    assert_one_line_naming(exc, str(tmp_path / "cut.png"))
 
 
 def test_16bit_colour_tiff_and_ppm_warn_about_lost_precision(tmp_path):
@@ -425,6 +660,198 @@ def test_every_format_is_sniffed_from_stdin(fmt, writer):
     buf = io.BytesIO()
     writer(buf)
     assert read_input("-", stdin=io.BytesIO(buf.getvalue())).format == fmt
+
+
+# ---------------------------------------------------------------------------
+# Formats poolcli knows through Pillow (no magic bytes in poolcli's own table)
+
+# poolcli format: (Pillow format, the modes written and read back exactly).
+PILLOW_FORMATS = {
+    "tga": ("TGA", ("1", "L", "LA", "RGB", "RGBA")),
+    "pcx": ("PCX", ("1", "L", "RGB")),
+    "sgi": ("SGI", ("L", "RGB", "RGBA")),
+    "qoi": ("QOI", ("RGB", "RGBA")),
+    "dds": ("DDS", ("L", "LA", "RGB", "RGBA")),
+    "xbm": ("XBM", ("1",)),
+    "ico": ("ICO", ("1", "L", "LA", "RGB", "RGBA")),
+    "dib": ("DIB", ("1", "L", "RGB")),
+    "jpeg2000": ("JPEG2000", ("L", "LA", "RGB", "RGBA", "I;16")),
+}
+PILLOW_CASES = [(fmt, mode) for fmt, (_, modes) in PILLOW_FORMATS.items() for mode in modes]
+
+
+def pillow_writes(pil_format: str) -> bool:
+    Image.init()
+    return pil_format in Image.SAVE
+
+
+@pytest.mark.parametrize("fmt,mode", PILLOW_CASES, ids=[f"{f}-{m}" for f, m in PILLOW_CASES])
+def test_formats_pillow_identifies_are_read_and_written_back(tmp_path, fmt, mode):
+    pil_format = PILLOW_FORMATS[fmt][0]
+    if not pillow_writes(pil_format):
+        pytest.skip(f"this Pillow does not write {pil_format}")
+    arr = sample(mode, 5, 7)
+    src = tmp_path / f"in{extension_for_format(fmt)}"
+    to_image(arr, mode).save(src, format=pil_format)
+    (tmp_path / "no_extension").write_bytes(src.read_bytes())
+    for path in (src, tmp_path / "no_extension"):  # Pillow names it, not the extension
+        loaded = read_input(str(path))
+        assert (loaded.format, loaded.image_mode, loaded.warnings) == (fmt, mode, [])
+        np.testing.assert_array_equal(loaded.arrays[None], arr)
+
+    dest = tmp_path / f"out{extension_for_format(fmt)}"
+    assert write_output(str(dest), loaded.arrays, fmt=fmt, like=loaded) == []
+    with Image.open(dest) as im:
+        assert im.format == pil_format
+    back = read_input(str(dest))
+    assert back.format == fmt and back.image_mode == mode
+    np.testing.assert_array_equal(back.arrays[None], arr)
+
+
+def test_tga_from_stdin_is_identified_by_pillow():
+    arr = sample("RGBA")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="TGA")
+    loaded = read_input("-", stdin=io.BytesIO(buf.getvalue()))
+    assert loaded.format == "tga" and loaded.image_mode == "RGBA"
+    np.testing.assert_array_equal(loaded.arrays[None], arr)
+
+
+def test_formats_poolcli_does_not_write_default_to_png_or_tiff_with_a_note(tmp_path):
+    bits = sample("1")
+    Image.fromarray(bits).save(tmp_path / "a.msp", format="MSP")  # Pillow reads, poolcli no
+    floats = sample("F")
+    Image.fromarray(floats).save(tmp_path / "b.spi", format="SPIDER")
+    for name, fmt, pil_format, arr in [("a.msp", "png", "MSP", bits),
+                                       ("b.spi", "tiff", "SPIDER", floats)]:
+        loaded = read_input(str(tmp_path / name))
+        assert loaded.format == fmt
+        np.testing.assert_array_equal(loaded.arrays[None], arr)
+        [note] = loaded.warnings
+        assert note.startswith(f"{tmp_path / name}: {pil_format} image") and fmt.upper() in note
+
+
+def test_ico_larger_than_256_pixels_is_refused(tmp_path):
+    dest = str(tmp_path / "big.ico")
+    with pytest.raises(PoolError, match="ICO holds at most 256x256 pixels, not 300x10") as exc:
+        write_output(dest, {None: sample("RGB", 10, 300)}, fmt="ico", like=image_like("RGB"))
+    assert_one_line_naming(exc, dest)
+    assert listing(tmp_path) == []
+
+
+def test_icc_profile_dropped_by_tga_is_reported(tmp_path):
+    dest = str(tmp_path / "o.tga")
+    notes = write_output(dest, {None: sample("RGB")}, fmt="tga", like=image_like("RGB", b"icc"))
+    assert notes == [f"{dest}: TGA cannot hold the ICC profile; it was dropped"]
+
+
+def sgi16(arr: np.ndarray) -> bytes:
+    """An uncompressed SGI image of 16 bits per sample (planar, bottom row first)."""
+    h, w, z = arr.shape
+    header = struct.pack(">hbbHHHHii", 474, 0, 2, 3, w, h, z, 0, 65535).ljust(512, b"\0")
+    return header + np.ascontiguousarray(arr[::-1].transpose(2, 0, 1)).astype(">u2").tobytes()
+
+
+def test_16bit_sgi_warns_about_lost_precision(tmp_path):
+    arr = RNG.integers(0, 65536, (3, 5, 3), dtype=np.uint16)
+    (tmp_path / "deep.sgi").write_bytes(sgi16(arr))
+    loaded = read_input(str(tmp_path / "deep.sgi"))
+    assert loaded.format == "sgi"
+    np.testing.assert_array_equal(loaded.arrays[None], arr >> 8)  # Pillow keeps the high byte
+    assert_precision_warning(loaded, str(tmp_path / "deep.sgi"))
+
+
+def test_bad_files_of_formats_pillow_identifies_are_one_line_errors(tmp_path, monkeypatch):
+    Image.fromarray(sample("RGB", 20, 20)).save(tmp_path / "ok.tga")
+    data = (tmp_path / "ok.tga").read_bytes()
+    (tmp_path / "cut.tga").write_bytes(data[: len(data) // 2])
+    junk = b"just some text, no image of any kind\n" * 10
+    for name in ("junk", "junk.bin", "junk.tga", "junk.pcx"):
+        (tmp_path / name).write_bytes(junk)
+    cases = [("junk", "unknown format (not an image, .npy or .npz)"),
+             ("junk.bin", "unknown format (not an image, .npy or .npz)"),
+             ("junk.tga", "not an image Pillow can read"),
+             ("junk.pcx", "not an image Pillow can read"),
+             ("cut.tga", "corrupt or truncated image")]
+    for name, message in cases:
+        with pytest.raises(PoolError) as exc:
+            read_input(str(tmp_path / name))
+        assert_one_line_naming(exc, str(tmp_path / name))
+        assert message in str(exc.value)
+    with pytest.raises(PoolError, match="unknown format"):
+        read_input("-", stdin=io.BytesIO(junk))
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 400 pixels: over twice the limit
+    for fmt in ("TGA", "PCX", "QOI"):
+        path = tmp_path / f"big.{fmt.lower()}"
+        Image.new("RGB", (20, 20)).save(path, format=fmt)
+        with pytest.raises(PoolError, match=r"decompression-bomb limit \(400 pixels") as exc:
+            read_input(str(path))
+        assert_one_line_naming(exc, str(path))
+
+
+# ---------------------------------------------------------------------------
+# Through the command line
+
+
+def test_cli_max_of_a_16bit_rgb_png_is_the_max_of_the_16bit_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    arr = smooth16(10, 14, 3)
+    arr[1::2, 1::2] = RNG.integers(0, 65536, arr[1::2, 1::2].shape, dtype=np.uint16)
+    (tmp_path / "in.png").write_bytes(png16(arr, 2, filters=(4, 1)))
+    result = run("max", "in.png", "-w", "2", "-o", "out.png")
+    assert "warning" not in result.stderr
+    out = (tmp_path / "out.png").read_bytes()
+    np.testing.assert_array_equal(decode_png16(out)[0], block_max(arr))
+    back = read_input(str(tmp_path / "out.png"))
+    assert back.image_mode == "RGB;16"
+    np.testing.assert_array_equal(back.arrays[None], block_max(arr))
+
+    run("avg", "in.png", "-w", "2", "-o", "avg.png", "-q")
+    np.testing.assert_array_equal(decode_png16((tmp_path / "avg.png").read_bytes())[0],
+                                  np.floor(block_mean(arr) + 0.5).astype(np.uint16))
+
+
+def test_cli_pools_tga_pcx_qoi_sgi_into_their_own_formats(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    inputs = {"a.tga": ("TGA", "RGBA"), "b.pcx": ("PCX", "L"), "c.qoi": ("QOI", "RGB"),
+              "d.sgi": ("SGI", "RGB")}
+    arrays = {}
+    for name, (pil_format, mode) in inputs.items():
+        if not pillow_writes(pil_format):
+            pytest.skip(f"this Pillow does not write {pil_format}")
+        arrays[name] = sample(mode, 6, 8)
+        to_image(arrays[name], mode).save(name, format=pil_format)
+    run("max", *inputs, "-w", "2", "-q")
+    for name, (pil_format, _) in inputs.items():
+        stem, ext = os.path.splitext(name)
+        with Image.open(f"{stem}_max{ext}") as im:
+            assert im.format == pil_format
+            np.testing.assert_array_equal(np.asarray(im), block_max(arrays[name]))
+    run("min", "a.tga", "-w", "2", "--format", "tga", "-o", "out/", "-q")
+    with Image.open("out/a_min.tga") as im:
+        np.testing.assert_array_equal(
+            np.asarray(im), arrays["a.tga"].reshape(3, 2, 4, 2, 4).min(axis=(1, 3)))
+
+
+def test_cli_format_poolcli_does_not_write_goes_to_png_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bits = sample("1", 6, 8)
+    Image.fromarray(bits).save("m.msp", format="MSP")
+    result = run("max", "m.msp", "-w", "2")
+    assert any("m.msp: MSP image" in line and "PNG" in line
+               for line in result.stderr.splitlines() if "warning" in line)
+    with Image.open("m_max.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), block_max(bits))
+
+
+def test_cli_junk_is_an_unknown_format(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk").write_bytes(b"\x00\x01 not an image, just bytes \xff\xfe\n" * 20)
+    result = run("max", "junk", code=1)
+    assert error_lines(result) == [
+        "poolcli: error: junk: unknown format (not an image, .npy or .npz)"]
+    assert listing(tmp_path) == ["junk"]
 
 
 # ---------------------------------------------------------------------------
