@@ -970,10 +970,16 @@ def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> 
     if not overwrite and os.path.lexists(dest):
         raise _exists_error(dest)
     parent = os.path.dirname(dest) or "."
+    created = _missing_folders(parent)
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp, fd = _create_temp(parent, os.path.basename(dest))
+        try:
+            tmp, fd = _create_temp(parent, os.path.basename(dest))
+        except FileNotFoundError:  # another write's failure removed the new folder meanwhile
+            os.makedirs(parent, exist_ok=True)
+            tmp, fd = _create_temp(parent, os.path.basename(dest))
     except OSError as exc:
+        _remove_empty(created)
         raise _write_error(dest, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
@@ -982,7 +988,26 @@ def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> 
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        _remove_empty(created)  # a failed write leaves no new folder behind either
         raise
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """The folders ``os.makedirs(folder)`` would create, deepest first."""
+    missing, path = [], os.path.abspath(folder)
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def _remove_empty(folders: list[str]) -> None:
+    """Remove these folders, deepest first, while they are empty (others may be writing)."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def _create_temp(parent: str, name: str) -> tuple[str, int]:

@@ -1123,6 +1123,25 @@ def test_failure_while_encoding_leaves_nothing_behind(tmp_path, monkeypatch):
     assert listing(tmp_path) == []
 
 
+def test_failure_leaves_no_new_folder_behind(tmp_path, monkeypatch):
+    def half_write(self, fp, *args, **kwargs):
+        fp.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", half_write)
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "other.png").write_bytes(b"x")
+    for dest in (tmp_path / "new" / "deeper" / "out.png", tmp_path / "kept" / "sub" / "out.png"):
+        with pytest.raises(PoolError, match="No space left"):
+            write_output(str(dest), {None: sample("L")}, fmt="png", like=image_like("L"))
+    # the folders the writes made are gone; the ones that were there stay, with their files
+    assert listing(tmp_path) == ["kept"] and listing(tmp_path / "kept") == ["other.png"]
+    monkeypatch.undo()
+    dest = tmp_path / "new" / "deeper" / "out.png"
+    write_output(str(dest), {None: sample("L")}, fmt="png", like=image_like("L"))
+    assert dest.exists()
+
+
 def test_failure_keeps_an_existing_output_when_overwriting(tmp_path, monkeypatch):
     dest = tmp_path / "out.npy"
     dest.write_bytes(b"old")
