@@ -558,6 +558,18 @@ def test_existing_output_file_is_kept_without_overwrite_json():
     assert Path("y.npy").read_bytes() == b"precious"
 
 
+@pytest.mark.parametrize("args", [["--global"], ["-w", "2"], ["-w", "3", "-s", "1", "-p", "1"]])
+def test_big_endian_npy_is_pooled_as_its_values(args):
+    x = np.arange(2 * 6 * 8, dtype=">f4").reshape(2, 6, 8) - 40
+    np.save("be.npy", x)
+    for mode in ("max", "avg", "lp"):
+        run(mode, "be.npy", *args, "-o", f"be_{mode}.npy", "-q")
+        kwargs = dict(global_pool=True) if args == ["--global"] else dict(
+            window=int(args[1]), stride=int(args[3]) if len(args) > 2 else None,
+            padding=int(args[5]) if len(args) > 2 else 0)
+        assert same(np.load(f"be_{mode}.npy"), pool(x.astype("<f4"), mode, **kwargs))
+
+
 def test_a_failed_row_keeps_what_was_known():
     npy()
     Path("x_max.npy").write_bytes(b"precious")

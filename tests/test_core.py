@@ -953,3 +953,70 @@ def test_threads_must_be_a_whole_number_of_at_least_one(threads):
     with pytest.raises(PoolError, match="threads must be"):
         pool(np.zeros((4, 4)), "max", threads=threads)
     assert pool(np.zeros((4, 4)), "max", threads=np.int64(2)).shape == (2, 2)
+
+
+# ----------------------------------------------------------------------------
+# rounded avg of 64-bit integers: exact (float64 holds 53 bits, int64 sums overflow)
+# ----------------------------------------------------------------------------
+
+def _rounded_mean_by_hand(x, k, s, p, include_pad):
+    """Python integers, window by window over a 2-D array: floor(sum / n + 1/2)."""
+    rows, cols = x.shape
+    out_rows, out_cols = (rows + 2 * p - k) // s + 1, (cols + 2 * p - k) // s + 1
+    out = np.empty((out_rows, out_cols), x.dtype)
+    for i in range(out_rows):
+        for j in range(out_cols):
+            cells = [int(x[r, c]) for r in range(i * s - p, i * s - p + k)
+                     for c in range(j * s - p, j * s - p + k) if 0 <= r < rows and 0 <= c < cols]
+            n = k * k if include_pad else len(cells)
+            out[i, j] = (2 * sum(cells) + n) // (2 * n)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+@settings(max_examples=examples(60), deadline=None)
+@given(data=st.data())
+def test_rounded_avg_of_64_bit_integers_is_exact(dtype, data):
+    info = np.iinfo(dtype)
+    k = data.draw(st.integers(1, 4))
+    s, p = data.draw(st.integers(1, 3)), data.draw(st.integers(0, k - 1))
+    shape = (data.draw(st.integers(k, 7)), data.draw(st.integers(k, 7)))
+    near = data.draw(st.sampled_from([info.min, info.max, 0, 2**53]))  # the hard places
+    values = data.draw(st.lists(st.integers(max(info.min, near - 2**40), min(info.max, near + 2**40)),
+                                min_size=shape[0] * shape[1], max_size=shape[0] * shape[1]))
+    x = np.array(values, dtype).reshape(shape)
+    include_pad = data.draw(st.booleans())
+    got = pool(x, "avg", k, s, p, count_include_pad=include_pad, rounded=True,
+               threads=data.draw(st.integers(1, 3)))
+    assert got.dtype == x.dtype
+    assert np.array_equal(got, _rounded_mean_by_hand(x, k, s, p, include_pad))
+
+
+def test_rounded_avg_of_64_bit_integers_by_hand():
+    top, bottom = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    assert pool(np.array([top, top]), "avg", 2, rounded=True).tolist() == [top]
+    assert pool(np.array([bottom, bottom + 1]), "avg", 2, rounded=True).tolist() == [bottom + 1]
+    assert pool(np.array([2**64 - 1] * 2, np.uint64), "avg", 2, rounded=True).tolist() == [2**64 - 1]
+    assert pool(np.array([2**53 + 1]), "avg", 1, rounded=True).tolist() == [2**53 + 1]
+    assert pool(np.array([2**53 + 1, 2**53 + 2]), "avg", 2, rounded=True).tolist() == [2**53 + 2]
+    assert pool(np.array([-3, -2, 5, -8]), "avg", 2, rounded=True).tolist() == [-2, -1]  # ties up
+
+
+# ----------------------------------------------------------------------------
+# arrays in the other byte order (a big-endian .npy): pooled as the same values
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["max", "min", "avg", "sum", "lp"])
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">i2", ">u2", ">i8"])
+@pytest.mark.parametrize("geometry", [dict(window=2), dict(window=3, stride=1, padding=1),
+                                      dict(global_pool=True), dict(output_size=3),
+                                      dict(window=2, layout="HWC")])
+def test_other_byte_order_gives_the_native_result(mode, dtype, geometry):
+    x = np.random.default_rng(0).integers(-50, 50, (4, 6, 5)).astype(dtype)
+    native = x.astype(x.dtype.newbyteorder("="))
+    expected = pool(native, mode, **geometry)
+    got = pool(x, mode, **geometry)
+    assert got.dtype == expected.dtype and got.dtype.isnative
+    assert np.array_equal(got, expected, equal_nan=True)
+    out = np.empty_like(expected)
+    assert pool(x, mode, **geometry, out=out) is out and np.array_equal(out, expected)

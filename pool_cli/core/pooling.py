@@ -168,7 +168,8 @@ class PoolSpec:
         return self.run(x, plan, threads, out)
 
     def output_dtype(self, dtype: np.dtype) -> np.dtype:
-        """The dtype :meth:`run` gives for an input of ``dtype``."""
+        """The dtype :meth:`run` gives for an input of ``dtype`` (in the machine's byte order)."""
+        dtype = np.dtype(dtype).newbyteorder("=")
         if self.rounded and dtype.kind in "iu":
             return dtype
         return self.mode.output_dtype(dtype)
@@ -176,6 +177,8 @@ class PoolSpec:
     def run(self, x: np.ndarray, plan, threads: int | None = None,
             out: np.ndarray | None = None) -> np.ndarray:
         """Pool ``x`` along a resolved plan into ``out`` (made if not given), band by band."""
+        if not x.dtype.isnative:  # ufuncs take the machine's byte order only: a converted copy
+            x = x.astype(x.dtype.newbyteorder("="))
         if out is None:
             out = np.empty(plan.out_shape, self.output_dtype(x.dtype))
         skip_nan = self.ignore_nan and x.dtype.kind == "f"
@@ -207,6 +210,9 @@ class PoolSpec:
             n_present = plan.reduce(present, np.add, np.int64)
         # sums land in the output itself when it holds the working type (one pass fewer)
         total = plan.reduce(src, np.add, work, out=out if out.dtype == work else None)
+        if name == "avg" and self.rounded and x.dtype.kind in "iu" and x.dtype.itemsize == 8:
+            _rounded_mean_64(x, plan, plan.counts(self.count_include_pad), out)
+            return
         if name == "avg" and skip_nan:
             divisor = n_present + (plan.counts(self.count_include_pad) - plan.counts(False))
             _quotient(total, divisor, out)
@@ -220,6 +226,25 @@ class PoolSpec:
             _root(total, self.power)
         if total is not out:
             out[...] = total
+
+
+def _rounded_mean_64(x: np.ndarray, plan, counts: np.ndarray, out: np.ndarray) -> None:
+    """avg of 64-bit integers rounded half up into their own dtype, exactly (float64 holds
+    53 bits, and int64 sums overflow): each value is split into 32-bit halves, whose window
+    sums fit in int64, and the quotient is put together from theirs."""
+    if plan.cells >= 2**30:
+        raise PoolError(f"windows of {plan.cells} cells are too large for an exact rounded "
+                        "average of 64-bit integers")
+    high = plan.reduce((x >> 32).astype(np.int64), np.add, np.int64)  # floor(x / 2^32)
+    low = plan.reduce((x & 0xFFFFFFFF).astype(np.int64), np.add, np.int64)
+    counts = counts.astype(np.int64)
+    # sum = high * 2^32 + low, so floor((sum + n//2) / n) = q * 2^32 + floor((r * 2^32 + low
+    # + n//2) / n) with high = q*n + r: every term fits in int64 for windows under 2^30 cells
+    q, r = np.divmod(high, counts)
+    rest = (r << 32) + low + counts // 2
+    rest //= counts
+    # the mean lies within the inputs' range; int64 arithmetic wraps, so the parts may not
+    np.add(q.astype(out.dtype) << np.array(32, out.dtype), rest.astype(out.dtype), out=out)
 
 
 def _check_out(out, shape: tuple[int, ...], dtype: np.dtype, x: np.ndarray) -> None:
