@@ -106,7 +106,7 @@ def find_sources(paths: list[str], recursive: bool) -> Iterator[Source | Result]
                 dirs.sort()
                 subdir = os.path.relpath(folder, path)
                 for name in sorted(files):
-                    if io.format_for_path(name):
+                    if io.is_input_name(name):
                         found = True
                         yield Source(os.path.join(folder, name), "" if subdir == "." else subdir,
                                      walked=True)
@@ -386,7 +386,7 @@ def describe_file(path: str) -> list[dict]:
             low = high = None
             warnings.append(f"{path}: {refusal}")
         layout = loaded.layout or DEFAULT_LAYOUTS.get(array.ndim)
-        rows.append({"input": path, "key": key, "format": loaded.format,
+        rows.append({"input": path, "key": key, "format": loaded.read_as or loaded.format,
                      "image_mode": loaded.image_mode, "dtype": str(array.dtype),
                      "shape": list(array.shape), "layout": layout, "min": low, "max": high,
                      "bytes": loaded.nbytes, "warnings": warnings})

@@ -130,6 +130,17 @@ _ICC_FORMATS = {"png", "jpeg", "tiff", "webp"}
 _ICO_MAX_SIDE = 256
 
 
+def is_input_name(name: str) -> bool:
+    """Whether a file found in a folder is an input: an extension poolcli writes, or one of
+    an image format Pillow reads (PSD, ICNS, XPM, ...)."""
+    if format_for_path(name):
+        return True
+    from PIL import Image
+
+    pil_format = Image.registered_extensions().get(os.path.splitext(name)[1].lower())
+    return pil_format in Image.OPEN  # not formats Pillow only writes (PDF)
+
+
 def _numpy_decode_errors() -> tuple[type[BaseException], ...]:
     """What np.load raises on bad data (imported here: start-up time matters)."""
     import struct
@@ -179,6 +190,7 @@ class Loaded:
     icc_profile: bytes | None = None
     nbytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    read_as: str | None = None  # the input's own format where ``format`` is a fallback (PSD)
 
 
 # ---------------------------------------------------------------------------
@@ -362,16 +374,18 @@ def _load_image(name: str, f: BinaryIO, head: bytes, fmt: str | None, nbytes: in
         if frames > 1:
             notes.append(f"{name}: {frames} frames; only the first is read")
         if deep is not None:
-            arr, mode = deep, _UINT16_MODE_BY_CHANNELS[deep.shape[2]]
+            arr, mode = _with_key_alpha(deep, im.info.get("transparency"))
         else:
             arr, mode = _image_array(name, im, seen_as)
         icc = im.info.get("icc_profile") or None
     finally:
         im.close()
+    read_as = None
     if fmt is None:
         fmt = _output_format_for(name, pil_format, mode, notes)
+        read_as = pil_format.lower() if fmt != pil_format.lower() else None
     layout = "HW" if arr.ndim == 2 else "HWC"
-    return Loaded(name, fmt, {None: arr}, layout, mode, icc, nbytes, notes)
+    return Loaded(name, fmt, {None: arr}, layout, mode, icc, nbytes, notes, read_as)
 
 
 def _output_format_for(name: str, pil_format: str, mode: str, notes: list[str]) -> str:
@@ -382,11 +396,13 @@ def _output_format_for(name: str, pil_format: str, mode: str, notes: list[str]) 
 
     fmt = pil_format.lower()
     Image.init()
-    if fmt in _FORMAT_MODES and pil_format in Image.SAVE:
+    if fmt in _FORMAT_MODES and pil_format in Image.SAVE and mode in _FORMAT_MODES[fmt]:
         return fmt
     fallback = "png" if mode in _FORMAT_MODES["png"] else "tiff"
-    notes.append(f"{name}: {pil_format} image, a format poolcli does not write: results go to "
-                 f"{fallback.upper()} unless -o or --format names another format")
+    why = (f"{pil_format} cannot hold this image's mode ({mode})" if fmt in _FORMAT_MODES
+           else f"{pil_format} image, a format poolcli does not write")
+    notes.append(f"{name}: {why}: results go to {fallback.upper()} unless -o or --format "
+                 f"names another format")
     return fallback
 
 
@@ -480,7 +496,10 @@ def _deep_png_array(f: BinaryIO, im: Image.Image, mode: str) -> np.ndarray:
         low_bytes = np.asarray(low)
     if low_bytes.shape != data.shape:  # cannot happen: the same file, decoded twice
         raise ValueError("the two decodes of the 16-bit PNG differ in shape")
-    return (data.astype(np.uint16) << 8) | low_bytes
+    samples = data.astype(np.uint16)
+    samples <<= 8
+    samples |= low_bytes
+    return samples
 
 
 def _bomb_error(name: str, exc: Exception, limit: int | None) -> PoolError:
@@ -499,14 +518,26 @@ def _image_array(name: str, im: Image.Image, fmt: str) -> tuple[np.ndarray, str]
     if mode == "I" and fmt in ("png", "ppm"):
         # PNG and PGM hold at most 16 bits; some Pillow versions hand them out as I.
         return np.asarray(im).astype(np.uint16), "I;16"
-    if mode not in _MODE_DTYPE:
-        im = _to_common_mode(name, im)
+    if mode not in _MODE_DTYPE or (mode in ("L", "RGB") and "transparency" in im.info):
+        im = _to_common_mode(name, im)  # a colour key (tRNS) becomes an alpha channel
     return np.asarray(im), im.mode
+
+
+def _with_key_alpha(samples: np.ndarray, key) -> tuple[np.ndarray, str]:
+    """A 16-bit colour PNG's samples and mode; with a colour key (tRNS: an RGB triple), an
+    alpha channel is added, 0 where the pixel is that colour, as for 8-bit images."""
+    if key is None or samples.shape[2] != 3:
+        return samples, _UINT16_MODE_BY_CHANNELS[samples.shape[2]]
+    keyed = np.all(samples == np.asarray(key, np.uint16), axis=2)
+    alpha = np.where(keyed, np.uint16(0), np.uint16(65535))
+    return np.dstack([samples, alpha]), "RGBA;16"
 
 
 def _to_common_mode(name: str, im: Image.Image) -> Image.Image:
     """Convert palette and exotic modes (P, YCbCr, LAB, RGBX, ...) to RGB or RGBA."""
     if im.mode == "La":
+        target = "LA"
+    elif im.mode == "L" and "transparency" in im.info:
         target = "LA"
     else:
         # Covers alpha modes (PA, RGBa) and palette or tRNS transparency alike.
@@ -844,6 +875,8 @@ def _save_params(
         params["quality"] = jpeg_quality
     if fmt == "png":
         params["compress_level"] = png_compression
+    if fmt == "jpeg2000" and dest.lower().endswith((".j2k", ".j2c")):
+        params["no_jp2"] = True  # a raw codestream (Pillow names it by the file, unseen here)
     if icc_profile and fmt in _ICC_FORMATS:
         params["icc_profile"] = icc_profile
     elif icc_profile:
@@ -993,10 +1026,12 @@ def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> 
 
 
 def _missing_folders(folder: str) -> list[str]:
-    """The folders ``os.makedirs(folder)`` would create, deepest first."""
-    missing, path = [], os.path.abspath(folder)
-    while not os.path.exists(path) and path != os.path.dirname(path):
-        missing.append(path)
+    """The folders ``os.makedirs(folder)`` would create, deepest first (walked as given, as
+    makedirs walks it: ``a/../b`` creates ``a`` too)."""
+    missing, path = [], folder
+    while path and not os.path.exists(path) and path != os.path.dirname(path):
+        if os.path.basename(path) not in ("", ".", ".."):
+            missing.append(path)
         path = os.path.dirname(path)
     return missing
 

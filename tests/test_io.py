@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import struct
@@ -843,6 +844,80 @@ def test_cli_format_poolcli_does_not_write_goes_to_png_with_a_warning(tmp_path, 
                for line in result.stderr.splitlines() if "warning" in line)
     with Image.open("m_max.png") as im:
         np.testing.assert_array_equal(np.asarray(im), block_max(bits))
+
+
+def test_info_names_the_format_read_not_the_fallback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(sample("1", 6, 8)).save("m.msp", format="MSP")
+    [row] = [json.loads(line) for line in run("info", "m.msp", "--json").stdout.splitlines()]
+    assert row["format"] == "msp"
+
+
+def test_a_format_that_cannot_hold_the_mode_falls_back_too(tmp_path, monkeypatch):
+    # a float PFM reads through Pillow's PPM plugin; PPM cannot hold floats: TIFF then
+    monkeypatch.chdir(tmp_path)
+    x = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    Image.fromarray(x).save("f.pfm", format="PPM")
+    result = run("max", "f.pfm", "-w", "1")
+    assert any("f.pfm: PPM cannot hold this image's mode (F)" in line and "TIFF" in line
+               for line in result.stderr.splitlines())
+    with Image.open("f_max.tif") as im:
+        np.testing.assert_array_equal(np.asarray(im), x)
+
+
+def test_j2k_output_is_a_raw_codestream_jp2_a_container(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rgb = sample("RGB")
+    Image.fromarray(rgb).save("a.png")
+    run("max", "a.png", "-w", "1", "-o", "x.j2k", "-q")
+    run("max", "a.png", "-w", "1", "-o", "x.jp2", "-q")
+    assert (tmp_path / "x.j2k").read_bytes()[:4] == b"\xff\x4f\xff\x51"
+    assert (tmp_path / "x.jp2").read_bytes()[4:8] == b"jP  "
+    for name in ("x.j2k", "x.jp2"):
+        with Image.open(name) as im:
+            np.testing.assert_array_equal(np.asarray(im), rgb)
+
+
+def test_recursive_takes_every_format_pillow_opens(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("d")
+    Image.fromarray(sample("1", 6, 8)).save("d/m.msp", format="MSP")
+    Image.fromarray(sample("RGB")).save("d/a.tga")
+    Image.fromarray(sample("RGB")).save("d/doc.pdf")  # Pillow writes PDF, never reads it
+    (tmp_path / "d" / "notes.txt").write_text("not an image")
+    rows = [json.loads(line) for line in run("info", "d", "-r", "--json").stdout.splitlines()]
+    assert sorted(r["input"] for r in rows) == [os.path.join("d", "a.tga"),
+                                                os.path.join("d", "m.msp")]
+
+
+def test_colour_key_transparency_becomes_alpha(tmp_path):
+    # tRNS on an RGB PNG (8 and 16 bits): the key colour gets alpha 0, as a palette's would
+    rgb16 = np.array([[[1000, 2000, 3000], [4, 5, 6]]], np.uint16)
+    path = tmp_path / "k16.png"
+    path.write_bytes(png16(rgb16, 2, extra=((b"tRNS", struct.pack(">HHH", 1000, 2000, 3000)),)))
+    loaded = read_input(str(path))
+    assert loaded.image_mode == "RGBA;16"
+    np.testing.assert_array_equal(loaded.arrays[None][..., 3], [[0, 65535]])
+    np.testing.assert_array_equal(loaded.arrays[None][..., :3], rgb16)
+    rgb8 = sample("RGB")
+    Image.fromarray(rgb8).save(tmp_path / "k8.png", transparency=tuple(int(v) for v in rgb8[0, 0]))
+    loaded = read_input(str(tmp_path / "k8.png"))
+    assert loaded.image_mode == "RGBA" and loaded.arrays[None][0, 0, 3] == 0
+    np.testing.assert_array_equal(loaded.arrays[None][..., :3], rgb8)
+
+
+def test_failed_write_through_dot_dot_removes_what_makedirs_made(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def half_write(self, fp, *args, **kwargs):
+        fp.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", half_write)
+    with pytest.raises(PoolError):
+        write_output(os.path.join("a", "..", "b", "x.png"), {None: sample("L")}, fmt="png",
+                     like=image_like("L"))
+    assert listing(tmp_path) == []
 
 
 def test_cli_junk_is_an_unknown_format(tmp_path, monkeypatch):
