@@ -627,13 +627,14 @@ def test_magic_bytes_win_over_the_extension(tmp_path):
     assert read_input(str(tmp_path / "really_a_jpeg.png")).format == "jpeg"
 
 
-def test_stdin_png():
-    arr = sample("RGB")
+@pytest.mark.parametrize("mode, pil_format", [("RGB", "PNG"), ("RGBA", "TGA")])  # TGA: no magic
+def test_stdin_image(mode, pil_format):
+    arr = sample(mode)
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(arr).save(buf, format=pil_format)
     loaded = read_input("-", stdin=io.BytesIO(buf.getvalue()))
-    assert loaded.source == "-" and loaded.format == "png"
-    assert loaded.nbytes == len(buf.getvalue())
+    assert loaded.source == "-" and loaded.format == pil_format.lower()
+    assert loaded.nbytes == len(buf.getvalue()) and loaded.image_mode == mode
     np.testing.assert_array_equal(loaded.arrays[None], arr)
 
 
@@ -707,15 +708,6 @@ def test_formats_pillow_identifies_are_read_and_written_back(tmp_path, fmt, mode
     back = read_input(str(dest))
     assert back.format == fmt and back.image_mode == mode
     np.testing.assert_array_equal(back.arrays[None], arr)
-
-
-def test_tga_from_stdin_is_identified_by_pillow():
-    arr = sample("RGBA")
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="TGA")
-    loaded = read_input("-", stdin=io.BytesIO(buf.getvalue()))
-    assert loaded.format == "tga" and loaded.image_mode == "RGBA"
-    np.testing.assert_array_equal(loaded.arrays[None], arr)
 
 
 def test_formats_poolcli_does_not_write_default_to_png_or_tiff_with_a_note(tmp_path):
