@@ -180,6 +180,10 @@ class Loaded:
         Bytes read from disk or standard input.
     warnings : list of str
         One-line notes about the read, each naming the source.
+    read_as : str or None
+        The input's own format where `format` is a fallback (``"psd"``), else None.
+    lossless : bool
+        A losslessly coded WebP, which is written back losslessly too.
     """
 
     source: str
@@ -190,7 +194,8 @@ class Loaded:
     icc_profile: bytes | None = None
     nbytes: int = 0
     warnings: list[str] = field(default_factory=list)
-    read_as: str | None = None  # the input's own format where ``format`` is a fallback (PSD)
+    read_as: str | None = None
+    lossless: bool = False
 
 
 # ---------------------------------------------------------------------------
@@ -385,7 +390,22 @@ def _load_image(name: str, f: BinaryIO, head: bytes, fmt: str | None, nbytes: in
         fmt = _output_format_for(name, pil_format, mode, notes)
         read_as = pil_format.lower() if fmt != pil_format.lower() else None
     layout = "HW" if arr.ndim == 2 else "HWC"
-    return Loaded(name, fmt, {None: arr}, layout, mode, icc, nbytes, notes, read_as)
+    lossless = fmt == "webp" and _webp_is_lossless(f)
+    return Loaded(name, fmt, {None: arr}, layout, mode, icc, nbytes, notes, read_as, lossless)
+
+
+def _webp_is_lossless(f: BinaryIO) -> bool:
+    """Whether a WebP's image is coded losslessly: a ``VP8L`` chunk, not ``VP8 ``, among the
+    RIFF chunks (after ``VP8X``, ``ICCP``, ``ANIM``, ... in the extended format)."""
+    f.seek(12)
+    while True:
+        header = f.read(8)
+        if len(header) < 8:
+            return False
+        kind, size = header[:4], int.from_bytes(header[4:], "little")
+        if kind in (b"VP8L", b"VP8 ", b"ANMF"):
+            return kind == b"VP8L"
+        f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to an even size
 
 
 def _output_format_for(name: str, pil_format: str, mode: str, notes: list[str]) -> str:
@@ -683,6 +703,8 @@ def _encoder(
         raise PoolError(f"{dest}: ICO holds at most {_ICO_MAX_SIDE}x{_ICO_MAX_SIDE} pixels, "
                         f"not {arr.shape[1]}x{arr.shape[0]}; use .png")
     params = _save_params(dest, fmt, like.icc_profile, notes, jpeg_quality, png_compression)
+    if fmt == "webp" and like.lossless:
+        params["lossless"] = True
     if mode in _PNG_COLOUR_TYPES:  # 16 bits per channel: Pillow cannot encode it
         return _png16_encoder(dest, arr, mode, params.get("icc_profile"), png_compression)
     im, pil_params = _pil_image(dest, arr, mode, fmt)

@@ -912,6 +912,20 @@ def test_failed_write_through_dot_dot_removes_what_makedirs_made(tmp_path, monke
     assert listing(tmp_path) == []
 
 
+@pytest.mark.parametrize("extra", [{}, {"icc_profile": ImageCms.ImageCmsProfile(
+    ImageCms.createProfile("sRGB")).tobytes()}])  # plain VP8L, and VP8X + ICCP + VP8L
+def test_lossless_webp_is_written_back_losslessly(tmp_path, monkeypatch, extra):
+    monkeypatch.chdir(tmp_path)
+    rgb = sample("RGB", 12, 16)
+    Image.fromarray(rgb).save("l.webp", lossless=True, **extra)
+    Image.fromarray(rgb).save("q.webp", quality=80, **extra)
+    assert read_input("l.webp").lossless and not read_input("q.webp").lossless
+    run("max", "l.webp", "q.webp", "-w", "2", "-q")
+    with Image.open("l_max.webp") as im:  # the max of the input, bit for bit
+        np.testing.assert_array_equal(np.asarray(im), block_max(read_input("l.webp").arrays[None]))
+    assert not read_input("q_max.webp").lossless  # a lossy input stays lossy
+
+
 def test_cli_junk_is_an_unknown_format(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "junk").write_bytes(b"\x00\x01 not an image, just bytes \xff\xfe\n" * 20)
