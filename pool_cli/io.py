@@ -585,12 +585,25 @@ def _precision_warnings(name: str, fmt: str, head: bytes, im: Image.Image) -> li
         bits = _ppm_bits(head)
     elif fmt == "sgi" and head[:2] == b"\x01\xda" and len(head) > 3 and head[3] == 2:
         bits, what = 16, "colour" if im.mode in ("RGB", "RGBA") else "grey"
+    elif fmt == "jpeg2000" and im.mode in ("LA", "RGB", "RGBA"):
+        bits = _jpeg2000_bits(head)
     if bits <= 8:
         return []
     return [
         f"{name}: {bits}-bit {what} read as 8 bits per channel by Pillow: "
         "precision lost (to keep all bits, convert the file to .npy with another tool first)"
     ]
+
+
+def _jpeg2000_bits(head: bytes) -> int:
+    """Bits per sample of a JPEG 2000 file: the JP2 header box's BPC, or the first
+    component's Ssiz in a raw codestream's SIZ marker (8 when neither is in ``head``)."""
+    box = head.find(b"ihdr")
+    if box >= 0 and len(head) > box + 14:
+        return (head[box + 14] & 0x7F) + 1  # after height, width (4 bytes each), components (2)
+    if head[:4] == b"\xff\x4f\xff\x51" and len(head) > 42:
+        return (head[42] & 0x7F) + 1
+    return 8
 
 
 def _ppm_bits(head: bytes) -> int:

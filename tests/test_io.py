@@ -926,6 +926,20 @@ def test_lossless_webp_is_written_back_losslessly(tmp_path, monkeypatch, extra):
     assert not read_input("q_max.webp").lossless  # a lossy input stays lossy
 
 
+def test_16bit_colour_jpeg2000_read_as_8_bits_says_so(tmp_path):
+    cv2 = pytest.importorskip("cv2")  # Pillow cannot write 16-bit colour JPEG 2000
+    rgb16 = np.random.default_rng(0).integers(0, 65536, (64, 64, 3)).astype(np.uint16)
+    assert cv2.imwrite(str(tmp_path / "c16.jp2"), rgb16)
+    data = (tmp_path / "c16.jp2").read_bytes()
+    (tmp_path / "c16.j2k").write_bytes(data[data.index(b"jp2c") + 4:])  # the raw codestream
+    for name in ("c16.jp2", "c16.j2k"):
+        loaded = read_input(str(tmp_path / name))
+        assert loaded.image_mode == "RGB" and len(loaded.warnings) == 1
+        assert "16-bit colour read as 8 bits" in loaded.warnings[0]
+    assert cv2.imwrite(str(tmp_path / "c8.jp2"), (rgb16 >> 8).astype(np.uint8))
+    assert read_input(str(tmp_path / "c8.jp2")).warnings == []
+
+
 def test_cli_junk_is_an_unknown_format(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "junk").write_bytes(b"\x00\x01 not an image, just bytes \xff\xfe\n" * 20)
