@@ -176,11 +176,16 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
                             f"of this command for other inputs (an earlier run's)")
     sources = [item for item in items if isinstance(item, engine.Source)]
     batch = engine.Batch(spec, options, sources, threads)
-    start = time.perf_counter()
-    with report.progress(len(items), enabled=not quiet) as advance:
-        results = batch.run(items, jobs=jobs, on_done=advance)
-    elapsed = time.perf_counter() - start
-    _finish(results, elapsed, output == "-" or (output is None and "-" in inputs), as_json, quiet)
+    data_on_stdout = output == "-" or (output is None and "-" in inputs)
+    start, finished = time.perf_counter(), []
+    try:
+        with report.progress(len(items), enabled=not quiet) as advance:
+            results = batch.run(items, jobs=jobs, on_done=advance, finished=finished)
+    except Interrupted:  # report the inputs done before the stop, then stop
+        _report(engine.in_input_order(finished), time.perf_counter() - start, data_on_stdout,
+                as_json, quiet)
+        raise
+    _finish(results, time.perf_counter() - start, data_on_stdout, as_json, quiet)
 
 
 def _check_outputs(output: str | None, fmt: str | None, items) -> None:
@@ -209,6 +214,12 @@ def _check_outputs(output: str | None, fmt: str | None, items) -> None:
 
 def _finish(results, elapsed: float, data_on_stdout: bool, as_json: bool, quiet: bool) -> None:
     """Errors to stderr, the report where it belongs, and the exit code."""
+    _report(results, elapsed, data_on_stdout, as_json, quiet)
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+def _report(results, elapsed: float, data_on_stdout: bool, as_json: bool, quiet: bool) -> None:
     from . import report
 
     stream = sys.stderr if data_on_stdout else sys.stdout
@@ -224,8 +235,6 @@ def _finish(results, elapsed: float, data_on_stdout: bool, as_json: bool, quiet:
         report.json_lines((r.to_json() for r in results), stream)
     else:
         report.results_table(results, stream, elapsed)
-    if not all(r.ok for r in results):
-        sys.exit(1)
 
 
 for _mode in MODES.values():

@@ -219,18 +219,26 @@ class Batch:
         self.lock = threading.Lock()
 
     def run(self, items: list[Source | Result], jobs: int = 1,
-            on_done: Callable[[], None] | None = None) -> list[Result]:
-        """Process every item (``jobs`` at once); results come back in input order."""
-        def one(item):
+            on_done: Callable[[], None] | None = None,
+            finished: list | None = None) -> list[Result]:
+        """Process every item (``jobs`` at once); results come back in input order.
+
+        ``finished`` (a list) receives ``(index, results)`` as each item ends, so that a caller
+        stopped midway can still report the items done (:func:`in_input_order`).
+        """
+        finished = [] if finished is None else finished
+
+        def one(index, item):
             results = self.pool_file(item) if isinstance(item, Source) else [
                 dataclasses.replace(item, mode=self.spec.mode.name)]
+            finished.append((index, results))  # list.append is atomic: threads may share it
             if on_done:
                 on_done()
             return results
 
         if jobs > 1 and len(items) > 1:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                started = [pool.submit(one, item) for item in items]
+                started = [pool.submit(one, i, item) for i, item in enumerate(items)]
                 try:
                     batches = [done.result() for done in started]
                 except BaseException:  # interrupted: files under way finish, no new one starts
@@ -238,7 +246,7 @@ class Batch:
                         done.cancel()
                     raise
         else:
-            batches = [one(item) for item in items]
+            batches = [one(i, item) for i, item in enumerate(items)]
         return [result for results in batches for result in results]
 
     def pool_file(self, source: Source) -> list[Result]:
@@ -356,6 +364,12 @@ def check_output(path: str, dest: str, overwrite: bool, inputs: set[str]) -> str
     if os.path.exists(dest) and not overwrite:
         raise PoolError(f"{path}: output {dest} exists (use --overwrite to replace it)")
     return real
+
+
+def in_input_order(finished: list) -> list[Result]:
+    """The results of :meth:`Batch.run`'s ``finished`` list, in input order."""
+    return [result for _, results in sorted(finished, key=lambda done: done[0])
+            for result in results]
 
 
 def _named(path: str, message: str) -> str:

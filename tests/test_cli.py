@@ -1459,8 +1459,11 @@ class TestSubprocess:
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
 
-    @pytest.mark.parametrize("signum, jobs", [(signal.SIGTERM, 1), (signal.SIGINT, 2)])
-    def test_subprocess_stopped_by_a_signal_leaves_only_whole_outputs(self, tmp_path, signum, jobs):
+    @pytest.mark.parametrize("signum, jobs, after", [
+        (signal.SIGTERM, 1, ".tmp"), (signal.SIGINT, 2, ".tmp"), (signal.SIGTERM, 1, ".png"),
+        (signal.SIGINT, 2, ".png")])
+    def test_subprocess_stopped_by_a_signal_leaves_only_whole_outputs(self, tmp_path, signum, jobs,
+                                                                      after):
         # slow to encode (noise at PNG level 9), so that the signal lands while files are written
         noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
         for i in range(16):
@@ -1468,13 +1471,14 @@ class TestSubprocess:
         out = tmp_path / "out"
         process = subprocess.Popen(
             [*POOLCLI, "max", *sorted(map(str, tmp_path.glob("in*.png"))), "-w", "1", "-o",
-             f"{out}/", "--png-compression", "9", "-j", str(jobs), "-q"],
+             f"{out}/", "--png-compression", "9", "-j", str(jobs), "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-        deadline = time.monotonic() + 30
-        while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline:
-            time.sleep(0.01)  # until the first output (or its temporary file) appears
+        deadline = time.monotonic() + 30  # stop it as the first temporary file or output appears
+        while time.monotonic() < deadline and not (
+                out.exists() and any(p.name.endswith(after) for p in out.iterdir())):
+            time.sleep(0.01)
         process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
+        stdout, stderr = process.communicate(timeout=60)
         assert process.returncode == 128 + signum, stderr
         assert stderr.strip().splitlines()[-1] == (
             f"poolcli: interrupted by {signal.Signals(signum).name}")
@@ -1483,5 +1487,10 @@ class TestSubprocess:
         left = sorted(p.name for p in out.iterdir()) if out.exists() else []
         assert not [name for name in left if name.endswith(".tmp")], left
         assert len(left) < 16  # stopped early: the rest were never started
+        assert left or after == ".tmp"
         for name in left:  # and each output there is whole
             assert np.array_equal(np.asarray(Image.open(out / name)), noise)
+        # the inputs done before the stop are reported, as a pipeline reading --json needs
+        rows = json_rows(stdout)
+        assert sorted(os.path.basename(r["output"]) for r in rows) == left
+        assert all(r["ok"] for r in rows)
