@@ -101,9 +101,6 @@ def _mode_command(mode: Mode) -> click.Command:
     return click.command(mode.name)(command)
 
 
-REPLACED_BY_GLOBAL = ("window", "stride", "padding", "dilation", "ceil_mode")
-
-
 def _spec(mode: str, geometry: dict):
     """Every rule that holds whatever the input is checked here: a mistake is a usage error."""
     _refuse_replaced(geometry)
@@ -116,10 +113,16 @@ def _spec(mode: str, geometry: dict):
 
 
 def _refuse_replaced(geometry: dict) -> None:
-    """``--global`` and ``--output-size`` replace the window geometry: options of it given too
-    would be ignored, so they are a usage error (as the API's ``PoolError``)."""
+    """``--global`` and ``--output-size`` replace the window geometry: options of it given with
+    other than their defaults would be ignored, so they are a usage error (as in the API)."""
     if geometry.get("global_pool") or geometry.get("output_size") is not None:
-        given = [name for name in REPLACED_BY_GLOBAL if geometry.get(name) not in (None, False)]
+        from .core.pooling import replaced_options
+
+        names = ("window", "stride", "padding", "dilation", "ceil_mode", "count_include_pad")
+        try:
+            given = replaced_options(**{name: geometry.get(name) for name in names})
+        except PoolError as error:
+            raise click.UsageError(str(error)) from None
         if given:
             what = "--global" if geometry.get("global_pool") else "--output-size"
             them = "it" if len(given) == 1 else "them"
@@ -456,7 +459,8 @@ def _interrupt(signum, frame):
 def main() -> None:
     """Entry point of the ``poolcli`` console script."""
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # kept ignored (a background job)
+            signal.signal(signum, _interrupt)
     try:
         cli(prog_name="poolcli")
     except BrokenPipeError:

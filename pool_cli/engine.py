@@ -129,16 +129,25 @@ def _unlisted(errors: list[OSError]) -> Iterator[Result]:
 def without_own_outputs(items: list, options: OutputOptions, mode: str) -> tuple[list, int]:
     """``items`` less the files a folder's walk found that are outputs this command would write
     for other inputs (an earlier run's ``cat_max.png`` beside ``cat.png``): pooling them again
-    would pile ``cat_max_max.png`` on them and make ``cat.png``'s output an input. Returns the
-    items kept and how many were left out."""
-    def planned(source: Source) -> str:
+    would pile ``cat_max_max.png`` on them and make ``cat.png``'s output an input. A file whose
+    own output would be itself (``-o '{stem}{ext}'``) is an input all the same: it then fails
+    as one that would be replaced. Returns the items kept and how many were left out."""
+    def planned(source: Source) -> set[str]:
         own = io.format_for_path(source.path)
-        fmt = options.format or named_format(options.output) or own
-        return os.path.realpath(output_path(source, options, mode, fmt, keep_suffix=own == fmt))
+        # a format poolcli does not write (PSD) goes to PNG or TIFF: either may be on disk
+        formats = {options.format or named_format(options.output) or own} - {None} or {"png", "tiff"}
+        return {os.path.realpath(output_path(source, options, mode, fmt, keep_suffix=own == fmt))
+                for fmt in formats}
 
-    outputs = {planned(item) for item in items if isinstance(item, Source) and item.path != "-"}
+    sources = [item for item in items if isinstance(item, Source) and item.path != "-"]
+    outputs = {source.path: planned(source) for source in sources}
+    written_by_others = {
+        path for source in sources for path in outputs[source.path]
+        if path != os.path.realpath(source.path)}
     kept = [item for item in items if not (
-        isinstance(item, Source) and item.walked and os.path.realpath(item.path) in outputs)]
+        isinstance(item, Source) and item.walked
+        and os.path.realpath(item.path) in written_by_others
+        and os.path.realpath(item.path) not in outputs[item.path])]
     return kept, len(items) - len(kept)
 
 
@@ -238,8 +247,10 @@ class Batch:
 
         if jobs > 1 and len(items) > 1:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                started = [pool.submit(one, i, item) for i, item in enumerate(items)]
+                started = []
                 try:
+                    for i, item in enumerate(items):
+                        started.append(pool.submit(one, i, item))
                     batches = [done.result() for done in started]
                 except BaseException:  # interrupted: files under way finish, no new one starts
                     for done in started:
@@ -398,7 +409,7 @@ def describe_file(path: str) -> list[dict]:
             low, high = _value_range(array)
         except PoolError as refusal:  # described all the same, without a range
             low = high = None
-            warnings.append(f"{path}: {refusal}")
+            warnings.append(f"{path if key is None else f'{path}[{key}]'}: {refusal}")
         layout = loaded.layout or DEFAULT_LAYOUTS.get(array.ndim)
         rows.append({"input": path, "key": key, "format": loaded.read_as or loaded.format,
                      "image_mode": loaded.image_mode, "dtype": str(array.dtype),

@@ -300,14 +300,27 @@ USAGE_ERRORS = [
 
 REPLACED_GEOMETRY = [
     ("max", ["--global", "--window", "3"], "--global replaces --window: leave it out"),
-    ("max", ["--global", "-w", "0"], "--global replaces --window"),  # even a wrong one
+    ("max", ["--global", "-w", "0"], "window must be at least 1"),  # wrong whatever the input
     ("avg", ["--global", "-w", "2", "-s", "2", "-p", "1", "-d", "1"],
-     "--global replaces --window, --stride, --padding, --dilation: leave them out"),
+     "--global replaces --stride, --padding: leave them out"),
     ("avg", ["--global", "--ceil-mode"], "--global replaces --ceil-mode"),
+    ("avg", ["--global", "--count-include-pad"], "--global replaces --count-include-pad"),
     ("max", ["--output-size", "3", "--window", "3"], "--output-size replaces --window"),
     ("avg", ["--output-size", "2", "--stride", "1", "--ceil-mode"],
      "--output-size replaces --stride, --ceil-mode"),
 ]
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    (["--global", "-d", "1"], dict(global_pool=True)),
+    (["--global", "-w", "2", "-p", "valid"], dict(global_pool=True)),
+    (["--output-size", "3", "-w", "2x2", "-p", "0", "-d", "1,1"], dict(output_size=3)),
+])
+def test_default_geometry_beside_global_or_output_size_is_accepted(args, kwargs):
+    # a harness may always pass the defaults: they change nothing, as in the API
+    x = npy()
+    run("avg", "x.npy", *args, "-o", "out.npy", "-q")
+    assert same(np.load("out.npy"), pool(x, "avg", **kwargs))
 
 
 @pytest.mark.parametrize("mode,args,words", REPLACED_GEOMETRY)
@@ -845,6 +858,33 @@ def test_recursive_run_again_leaves_out_its_own_earlier_outputs(out):
     result = run("max", os.path.join("tree", "a_max.png") if out is None else
                  os.path.join("tree", "pooled", "a_max.png"), "-q")
     assert result.exit_code == 0
+
+
+def test_recursive_never_leaves_out_or_replaces_a_genuine_input():
+    os.makedirs("d")
+    rgb("d/a.png", (4, 4, 3), seed=1)
+    Image.fromarray(rng(2).integers(0, 256, (4, 4, 3), dtype=np.uint8)).save("d/a.jpg")
+    before = snapshot()
+    # a.jpg's output would be a.png, an input: both fail, nothing is left out or replaced
+    result = run("max", "d", "-r", "-o", "d/{stem}.png", "--overwrite", code=1)
+    assert "left out" not in result.stderr
+    assert len(error_lines(result)) == 2 and all("would replace an input" in line
+                                                 for line in error_lines(result))
+    assert snapshot() == before
+    # every input's output would be itself: each fails as one that would be replaced
+    result = run("max", "d", "-r", "-o", "d/{stem}{ext}", code=1)
+    assert "left out" not in result.stderr and len(error_lines(result)) == 2
+    assert snapshot() == before
+
+
+def test_recursive_run_again_leaves_out_outputs_of_formats_it_does_not_write():
+    os.makedirs("d")
+    Image.fromarray(rng(3).random((4, 8)) < 0.5).save("d/pic.msp", format="MSP")
+    run("max", "d", "-r", "-q")
+    assert sorted(os.listdir("d")) == ["pic.msp", "pic_max.png"]  # MSP is read, written as PNG
+    result = run("max", "d", "-r", "--overwrite")
+    assert "left out 1 file(s)" in result.stderr
+    assert sorted(os.listdir("d")) == ["pic.msp", "pic_max.png"]
 
 
 def test_recursive_folder_without_inputs_is_reported():
@@ -1494,3 +1534,22 @@ class TestSubprocess:
         rows = json_rows(stdout)
         assert sorted(os.path.basename(r["output"]) for r in rows) == left
         assert all(r["ok"] for r in rows)
+
+    def test_subprocess_keeps_an_ignored_sigint_ignored(self, tmp_path):
+        # a background job of a shell starts with SIGINT ignored: poolcli must not take it over
+        noise = np.random.default_rng(0).integers(0, 256, (500, 500, 3), dtype=np.uint8)
+        for i in range(4):
+            Image.fromarray(noise).save(tmp_path / f"in{i}.png", compress_level=0)
+        out = tmp_path / "out"
+        process = subprocess.Popen(
+            [*POOLCLI, "max", *sorted(map(str, tmp_path.glob("in*.png"))), "-w", "1", "-o",
+             f"{out}/", "--png-compression", "9", "-q"], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=ENV,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (out.exists() and any(out.iterdir())):
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+        assert sorted(p.name for p in out.iterdir()) == [f"in{i}_max.png" for i in range(4)]

@@ -892,6 +892,13 @@ def test_global_and_adaptive_accept_the_signature_defaults():
                           pool(x, "max", global_pool=True))
     with pytest.raises(PoolError, match="replaces window"):
         pool(x, "max", window=3, global_pool=True)
+    assert np.array_equal(pool(x, "avg", window="2x2", padding="valid", output_size=2),
+                          pool(x, "avg", output_size=2))
+    # no padding to count: it would be ignored, so it is refused too
+    with pytest.raises(PoolError, match="replaces count_include_pad"):
+        pool(x, "avg", count_include_pad=True, global_pool=True)
+    with pytest.raises(PoolError, match="replaces padding, ceil_mode: leave them out"):
+        pool(x, "max", padding="same", ceil_mode=True, output_size=2)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])

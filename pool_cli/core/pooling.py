@@ -203,6 +203,9 @@ class PoolSpec:
                   skip_nan: bool) -> None:
         """sum, avg or lp of one band into its slice of the output."""
         name = self.mode.name
+        if name == "avg" and self.rounded and x.dtype.kind in "iu" and x.dtype.itemsize == 8:
+            _rounded_mean_64(x, plan, plan.counts(self.count_include_pad), out)
+            return
         src = _abs_power(x, self.power, work) if name == "lp" else x
         if skip_nan:
             present = ~np.isnan(src)
@@ -210,9 +213,6 @@ class PoolSpec:
             n_present = plan.reduce(present, np.add, np.int64)
         # sums land in the output itself when it holds the working type (one pass fewer)
         total = plan.reduce(src, np.add, work, out=out if out.dtype == work else None)
-        if name == "avg" and self.rounded and x.dtype.kind in "iu" and x.dtype.itemsize == 8:
-            _rounded_mean_64(x, plan, plan.counts(self.count_include_pad), out)
-            return
         if name == "avg" and skip_nan:
             divisor = n_present + (plan.counts(self.count_include_pad) - plan.counts(False))
             _quotient(total, divisor, out)
@@ -294,8 +294,13 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
     dilation = 1 if dilation is None else dilation
     layout = None if layout is None else check_layout(layout)
     if global_pool or output_size is not None:
-        spec = _adaptive_or_global_spec(chosen, window, stride, padding, dilation, ceil_mode,
-                                        layout, power, ignore_nan, output_size, global_pool)
+        unused = replaced_options(window, stride, padding, dilation, ceil_mode, count_include_pad)
+        if unused:
+            what = "global pooling" if global_pool else "output_size"
+            them = "it" if len(unused) == 1 else "them"
+            raise PoolError(f"{what} replaces {', '.join(unused)}: leave {them} out")
+        spec = _adaptive_or_global_spec(chosen, layout, power, ignore_nan, output_size,
+                                        global_pool)
         return replace(spec, rounded=bool(rounded))
     window = parse_sizes(2 if window is None else window, "window")
     stride = None if stride is None else parse_sizes(stride, "stride")
@@ -309,19 +314,30 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
                     bool(count_include_pad), layout, power, bool(ignore_nan), rounded=bool(rounded))
 
 
-def _adaptive_or_global_spec(mode, window, stride, padding, dilation, ceil_mode, layout, power,
-                             ignore_nan, output_size, global_pool) -> PoolSpec:
+def replaced_options(window=None, stride=None, padding=0, dilation=1, ceil_mode=False,
+                     count_include_pad=False) -> list[str]:
+    """The window-geometry options given with other than their default values: global and
+    adaptive pooling replace them, so they would be ignored (the defaults, window 2, no
+    stride, padding 0, dilation 1, are no mistake: a harness may always pass them).
+
+    Examples
+    --------
+    >>> replaced_options(window="2x2", padding="valid", dilation=1), replaced_options(stride=2)
+    ([], ['stride'])
+    """
+    checks = (("window", window is not None and set(parse_sizes(window, "window")) != {2}),
+              ("stride", stride is not None),
+              ("padding", padding is not None
+               and set(parse_padding(padding)) != {(0, 0)}),
+              ("dilation", dilation is not None and set(parse_sizes(dilation, "dilation")) != {1}),
+              ("ceil_mode", bool(ceil_mode)), ("count_include_pad", bool(count_include_pad)))
+    return [name for name, given in checks if given]
+
+
+def _adaptive_or_global_spec(mode, layout, power, ignore_nan, output_size,
+                             global_pool) -> PoolSpec:
     if global_pool and output_size is not None:
         raise PoolError("global pooling and output_size exclude each other")
-    what = "global pooling" if global_pool else "output_size"
-    # the signature's defaults (window=2, no stride, padding 0, dilation 1) are no mistake
-    unused = [name for name, is_set in (
-        ("window", window is not None and parse_sizes(window, "window") != (2,)),
-        ("stride", stride is not None), ("padding", parse_padding(padding) != ((0, 0),)),
-        ("dilation", parse_sizes(dilation, "dilation") != (1,)), ("ceil_mode", ceil_mode)) if is_set]
-    if unused:
-        them = "it" if len(unused) == 1 else "them"
-        raise PoolError(f"{what} replaces {', '.join(unused)}: leave {them} out")
     sizes = None
     if output_size is not None:
         sizes = parse_sizes(output_size, "output_size")
