@@ -1499,24 +1499,32 @@ class TestSubprocess:
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
 
+    @staticmethod
+    def _slow_batch(tmp_path, count: int, *args, after: str = "", **popen):
+        """Start pooling ``count`` noise images (slow to encode: PNG level 9) into out/, and
+        return once a file ending with ``after`` appears there: the process, out/, the image."""
+        noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
+        for i in range(count):
+            Image.fromarray(noise).save(tmp_path / f"in{i:02d}.png", compress_level=0)
+        out = tmp_path / "out"
+        process = subprocess.Popen(
+            [*POOLCLI, "max", *sorted(map(str, tmp_path.glob("in*.png"))), "-w", "1", "-o",
+             f"{out}/", "--png-compression", "9", *args], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=ENV, **popen)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                out.exists() and any(p.name.endswith(after) for p in out.iterdir())):
+            time.sleep(0.01)
+        return process, out, noise
+
     @pytest.mark.parametrize("signum, jobs, after", [
         (signal.SIGTERM, 1, ".tmp"), (signal.SIGINT, 2, ".tmp"), (signal.SIGTERM, 1, ".png"),
         (signal.SIGINT, 2, ".png")])
     def test_subprocess_stopped_by_a_signal_leaves_only_whole_outputs(self, tmp_path, signum, jobs,
                                                                       after):
-        # slow to encode (noise at PNG level 9), so that the signal lands while files are written
-        noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
-        for i in range(16):
-            Image.fromarray(noise).save(tmp_path / f"in{i:02d}.png", compress_level=0)
-        out = tmp_path / "out"
-        process = subprocess.Popen(
-            [*POOLCLI, "max", *sorted(map(str, tmp_path.glob("in*.png"))), "-w", "1", "-o",
-             f"{out}/", "--png-compression", "9", "-j", str(jobs), "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-        deadline = time.monotonic() + 30  # stop it as the first temporary file or output appears
-        while time.monotonic() < deadline and not (
-                out.exists() and any(p.name.endswith(after) for p in out.iterdir())):
-            time.sleep(0.01)
+        # stopped as the first temporary file, or the first output, appears
+        process, out, noise = self._slow_batch(tmp_path, 16, "-j", str(jobs), "--json",
+                                               after=after)
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=60)
         assert process.returncode == 128 + signum, stderr
@@ -1537,19 +1545,9 @@ class TestSubprocess:
 
     def test_subprocess_keeps_an_ignored_sigint_ignored(self, tmp_path):
         # a background job of a shell starts with SIGINT ignored: poolcli must not take it over
-        noise = np.random.default_rng(0).integers(0, 256, (500, 500, 3), dtype=np.uint8)
-        for i in range(4):
-            Image.fromarray(noise).save(tmp_path / f"in{i}.png", compress_level=0)
-        out = tmp_path / "out"
-        process = subprocess.Popen(
-            [*POOLCLI, "max", *sorted(map(str, tmp_path.glob("in*.png"))), "-w", "1", "-o",
-             f"{out}/", "--png-compression", "9", "-q"], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=ENV,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (out.exists() and any(out.iterdir())):
-            time.sleep(0.01)
+        process, out, _ = self._slow_batch(
+            tmp_path, 4, "-q", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
-        assert sorted(p.name for p in out.iterdir()) == [f"in{i}_max.png" for i in range(4)]
+        assert sorted(p.name for p in out.iterdir()) == [f"in{i:02d}_max.png" for i in range(4)]
