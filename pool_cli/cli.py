@@ -187,6 +187,8 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
     except Interrupted:  # report the inputs done before the stop, then stop
         _report(engine.in_input_order(finished), time.perf_counter() - start, data_on_stdout,
                 as_json, quiet)
+        if not quiet:
+            report.warning_line(f"{len(items) - len(finished)} of {len(items)} input(s) not done")
         raise
     _finish(results, time.perf_counter() - start, data_on_stdout, as_json, quiet)
 

@@ -1528,8 +1528,8 @@ class TestSubprocess:
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=60)
         assert process.returncode == 128 + signum, stderr
-        assert stderr.strip().splitlines()[-1] == (
-            f"poolcli: interrupted by {signal.Signals(signum).name}")
+        *_, not_done, last = stderr.strip().splitlines()
+        assert last == f"poolcli: interrupted by {signal.Signals(signum).name}"
         assert "Traceback" not in stderr
         # (the folder itself goes too when its first file was the one stopped)
         left = sorted(p.name for p in out.iterdir()) if out.exists() else []
@@ -1542,6 +1542,7 @@ class TestSubprocess:
         rows = json_rows(stdout)
         assert sorted(os.path.basename(r["output"]) for r in rows) == left
         assert all(r["ok"] for r in rows)
+        assert not_done == f"poolcli: warning: {16 - len(rows)} of 16 input(s) not done"
 
     def test_subprocess_keeps_an_ignored_sigint_ignored(self, tmp_path):
         # a background job of a shell starts with SIGINT ignored: poolcli must not take it over
