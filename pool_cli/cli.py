@@ -116,7 +116,7 @@ def _refuse_replaced(geometry: dict) -> None:
     """``--global`` and ``--output-size`` replace the window geometry: options of it given with
     other than their defaults would be ignored, so they are a usage error (as in the API)."""
     if geometry.get("global_pool") or geometry.get("output_size") is not None:
-        from .core.pooling import replaced_options
+        from .core.pooling import replaced_message, replaced_options
 
         names = ("window", "stride", "padding", "dilation", "ceil_mode", "count_include_pad")
         try:
@@ -124,10 +124,9 @@ def _refuse_replaced(geometry: dict) -> None:
         except PoolError as error:
             raise click.UsageError(str(error)) from None
         if given:
-            what = "--global" if geometry.get("global_pool") else "--output-size"
-            them = "it" if len(given) == 1 else "them"
-            raise click.UsageError(f"{what} replaces " + ", ".join(
-                "--" + name.replace("_", "-") for name in given) + f": leave {them} out")
+            raise click.UsageError(replaced_message(
+                "--global" if geometry.get("global_pool") else "--output-size",
+                ["--" + name.replace("_", "-") for name in given]))
 
 
 def _modes_options(modes: str, geometry: dict,
@@ -141,7 +140,6 @@ def _modes_options(modes: str, geometry: dict,
     names = [m.strip() for m in modes.split(",") if m.strip()]
     if not names:
         raise click.UsageError("--modes names no mode (give e.g. max,avg)")
-    _refuse_replaced(geometry)
     options = _given(geometry)
     for option in ("power", "count_include_pad"):
         owner = owner_of(option)

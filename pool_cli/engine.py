@@ -133,22 +133,27 @@ def without_own_outputs(items: list, options: OutputOptions, mode: str) -> tuple
     own output would be itself (``-o '{stem}{ext}'``) is an input all the same: it then fails
     as one that would be replaced. Returns the items kept and how many were left out."""
     def planned(source: Source) -> set[str]:
-        own = io.format_for_path(source.path)
+        named = options.format or named_format(options.output) or io.format_for_path(source.path)
         # a format poolcli does not write (PSD) goes to PNG or TIFF: either may be on disk
-        formats = {options.format or named_format(options.output) or own} - {None} or {"png", "tiff"}
-        return {os.path.realpath(output_path(source, options, mode, fmt, keep_suffix=own == fmt))
-                for fmt in formats}
+        return {os.path.realpath(destination(source, options, mode, fmt))
+                for fmt in ([named] if named else ["png", "tiff"])}
 
     sources = [item for item in items if isinstance(item, Source) and item.path != "-"]
+    real = {source.path: os.path.realpath(source.path) for source in sources}
     outputs = {source.path: planned(source) for source in sources}
-    written_by_others = {
-        path for source in sources for path in outputs[source.path]
-        if path != os.path.realpath(source.path)}
+    written_by_others = {path for source in sources for path in outputs[source.path]
+                         if path != real[source.path]}
     kept = [item for item in items if not (
-        isinstance(item, Source) and item.walked
-        and os.path.realpath(item.path) in written_by_others
-        and os.path.realpath(item.path) not in outputs[item.path])]
+        isinstance(item, Source) and item.walked and real[item.path] in written_by_others
+        and real[item.path] not in outputs[item.path])]
     return kept, len(items) - len(kept)
+
+
+def destination(source: Source, options: OutputOptions, mode: str, fmt: str) -> str:
+    """The path the output of ``source`` in format ``fmt`` goes to (:func:`output_path`,
+    keeping the input's own extension when the format is its own)."""
+    return output_path(source, options, mode, fmt,
+                       keep_suffix=io.format_for_path(source.path) == fmt)
 
 
 def output_path(source: Source, options: OutputOptions, mode: str, fmt: str,
@@ -281,8 +286,7 @@ class Batch:
             [array] = loaded.arrays.values()
             blank.input_shape, blank.input_dtype = list(array.shape), str(array.dtype)
         fmt = output_format(self.options, loaded)
-        blank.output = dest = output_path(source, self.options, self.spec.mode.name, fmt,
-                                          keep_suffix=io.format_for_path(source.path) == fmt)
+        blank.output = dest = destination(source, self.options, self.spec.mode.name, fmt)
         self._claim(source, dest)
         rows, outputs = [], {}
         for key, array in loaded.arrays.items():

@@ -412,11 +412,8 @@ def _output_format_for(name: str, pil_format: str, mode: str, notes: list[str]) 
     """The format an image Pillow identified is written back in by default: its own when
     poolcli writes it (and this Pillow can), else PNG (TIFF for modes PNG cannot hold),
     with a note."""
-    from PIL import Image
-
     fmt = pil_format.lower()
-    Image.init()
-    if fmt in _FORMAT_MODES and pil_format in Image.SAVE and mode in _FORMAT_MODES[fmt]:
+    if fmt in _FORMAT_MODES and _pillow_writes(pil_format) and mode in _FORMAT_MODES[fmt]:
         return fmt
     fallback = "png" if mode in _FORMAT_MODES["png"] else "tiff"
     why = (f"{pil_format} cannot hold this image's mode ({mode})" if fmt in _FORMAT_MODES
@@ -725,18 +722,19 @@ def _encoder(
     if fmt == "ico":  # one image at its own size, not Pillow's set of downscaled icons
         params["sizes"] = [im.size]
     pil_format = fmt.upper()
-    _check_pillow_writes(dest, pil_format)
+    if not _pillow_writes(pil_format):
+        raise PoolError(f"{dest}: this Pillow cannot write {pil_format}; use .png or .npy")
     return lambda f: im.save(f, format=pil_format, **params)
 
 
-def _check_pillow_writes(dest: str, pil_format: str) -> None:
+def _pillow_writes(pil_format: str) -> bool:
+    """Whether this Pillow can save ``pil_format`` (``"TGA"``)."""
     from PIL import Image
 
     Image.preinit()  # the common formats; all of Pillow's plugins only if need be
     if pil_format not in Image.SAVE:
         Image.init()
-    if pil_format not in Image.SAVE:
-        raise PoolError(f"{dest}: this Pillow cannot write {pil_format}; use .png or .npy")
+    return pil_format in Image.SAVE
 
 
 def _single(dest: str, arrays: dict[str | None, np.ndarray], fmt: str) -> np.ndarray:

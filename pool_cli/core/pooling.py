@@ -296,9 +296,8 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
     if global_pool or output_size is not None:
         unused = replaced_options(window, stride, padding, dilation, ceil_mode, count_include_pad)
         if unused:
-            what = "global pooling" if global_pool else "output_size"
-            them = "it" if len(unused) == 1 else "them"
-            raise PoolError(f"{what} replaces {', '.join(unused)}: leave {them} out")
+            raise PoolError(replaced_message(
+                "global pooling" if global_pool else "output_size", unused))
         spec = _adaptive_or_global_spec(chosen, layout, power, ignore_nan, output_size,
                                         global_pool)
         return replace(spec, rounded=bool(rounded))
@@ -332,6 +331,15 @@ def replaced_options(window=None, stride=None, padding=0, dilation=1, ceil_mode=
               ("dilation", dilation is not None and set(parse_sizes(dilation, "dilation")) != {1}),
               ("ceil_mode", bool(ceil_mode)), ("count_include_pad", bool(count_include_pad)))
     return [name for name, given in checks if given]
+
+
+def replaced_message(what: str, names: list[str]) -> str:
+    """The error for :func:`replaced_options` ``names`` given beside ``what``.
+
+    >>> replaced_message("--global", ["--window", "--stride"])
+    '--global replaces --window, --stride: leave them out'
+    """
+    return f"{what} replaces {', '.join(names)}: leave {'it' if len(names) == 1 else 'them'} out"
 
 
 def _adaptive_or_global_spec(mode, layout, power, ignore_nan, output_size,

@@ -153,7 +153,7 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
         jobs.append((mode, make_spec(mode, **options)))  # usage errors raise here
 
     reference = a.astype(np.float64)
-    ssim_of = ssim_scorer(a, L, layout)  # the reference filtered once for every row
+    ssim_of = ssim_scorer(reference, L, layout)  # the reference filtered once for every row
     result = Analysis(data_range=L)
     off_scale, rescaled = [], []
     for mode, spec in jobs:
