@@ -1027,3 +1027,17 @@ def test_other_byte_order_gives_the_native_result(mode, dtype, geometry):
     assert np.array_equal(got, expected, equal_nan=True)
     out = np.empty_like(expected)
     assert pool(x, mode, **geometry, out=out) is out and np.array_equal(out, expected)
+
+
+def test_plans_and_axes_hash_as_equal_values_and_pickle_without_their_hash():
+    import pickle
+
+    from pool_cli import make_spec
+
+    plan = make_spec("max", 3, 2, padding=1).plan((2, 9, 9))
+    twin = make_spec("max", 3, 2, padding=1).plan((2, 9, 9))
+    assert plan == twin and hash(plan) == hash(twin) and hash(plan) == hash(plan)
+    assert hash(plan.geometry[0]) == hash(twin.geometry[0])
+    copied = pickle.loads(pickle.dumps(plan))  # another process hashes strings otherwise
+    assert "_hash" in plan.__dict__ and "_hash" not in copied.__dict__
+    assert copied == plan and hash(copied) == hash(plan)

@@ -6,6 +6,7 @@ so that bands never divide the input evenly, and thread counts 1 and 3 must agre
 """
 
 import functools
+import itertools
 import math
 import os
 import signal
@@ -50,6 +51,29 @@ def one_axis_reference(x, g, mode, ceil_mode):
 
 
 PASS_MODES = [(name, mode) for name in PASSES for mode in COMBINE]
+
+
+def test_direct_pass_on_every_small_geometry():
+    """Every geometry of short axes, one by one: later taps that reach only outputs below
+    the earlier ones, only outputs above, or the same ones."""
+    rng = np.random.default_rng(4)
+    checked = 0
+    for length, window, stride, dilation, ceil_mode in itertools.product(
+            range(1, 9), range(1, 5), range(1, 4), range(1, 4), (False, True)):
+        span = dilation * (window - 1) + 1
+        for pads in itertools.product(range(span), repeat=2):
+            try:
+                g = make_axis(length, window, stride, dilation, pads, ceil_mode)
+            except PoolError:
+                continue
+            x = rng.integers(-50, 50, size=(1, length, 2))
+            for mode in ("max", "sum"):
+                with scratch.band():
+                    got = kernels.direct_pass(x, 1, g, COMBINE[mode], x.dtype).copy()
+                want = one_axis_reference(x, g, mode, ceil_mode).reshape(got.shape)
+                assert np.array_equal(got, want), (g, mode)
+                checked += 1
+    assert checked > 10000
 
 
 @pytest.mark.parametrize("name,mode", PASS_MODES)
@@ -399,6 +423,20 @@ def test_released_scratch_is_reused_within_a_band_and_foreign_arrays_are_left_al
         big = scratch.empty((4000,), np.uint8)
         assert not np.shares_memory(big, mine)
     assert (mine == 0).all()
+
+
+def test_buffers_too_large_to_keep_are_dropped_when_the_band_ends(monkeypatch):
+    monkeypatch.setattr(scratch._POOL, "free", [])
+    monkeypatch.setattr(scratch, "KEEP_BYTES", 1000)
+    with scratch.band():
+        small, large = scratch.empty((100,), np.uint8), scratch.empty((2000,), np.uint8)
+        scratch.release(small, large)  # both reusable within the band
+        assert len(scratch._POOL.free) == 2
+    assert [b.size for b in scratch._POOL.free] == [100]
+    with scratch.band():
+        again = scratch.empty((50,), np.uint8)
+        scratch.release(again)
+    assert [b.size for b in scratch._POOL.free] == [100]  # the same buffer, back in place
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

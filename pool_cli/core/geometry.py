@@ -140,6 +140,26 @@ def broadcast(values: tuple, naxes: int, name: str) -> tuple:
     return tuple(values)
 
 
+def hash_once(cls):
+    """Keep a frozen dataclass's first hash: the generated one hashes every field again at
+    each cache lookup, and every band of a plan looks its plan and axes up several times."""
+    fields_hash = cls.__hash__
+
+    def __hash__(self):
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            self.__dict__["_hash"] = value = fields_hash(self)
+            return value
+
+    def __getstate__(self):  # string hashes differ between processes: never pickle one
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    cls.__hash__, cls.__getstate__ = __hash__, __getstate__
+    return cls
+
+
+@hash_once
 @dataclass(frozen=True)
 class Axis:
     """How one spatial axis is pooled: input length, window, stride, dilation, padding.
@@ -161,8 +181,9 @@ class Axis:
         """Cells from the first to the last tap of a window (the effective window)."""
         return self.dilation * (self.window - 1) + 1
 
-    def offset_ranges(self) -> tuple[tuple[int, int], ...]:
-        """For each offset j of the window, the outputs ``[lo, hi)`` whose tap j is inside."""
+    def offset_ranges(self) -> tuple[tuple[int, int, int], ...]:
+        """``(j, lo, hi)`` for each offset j of the window that reaches inside the input: the
+        outputs ``[lo, hi)`` whose tap j is inside (not empty)."""
         return _offset_ranges(self)
 
     def counts(self, include_pad: bool = False) -> np.ndarray:
@@ -181,13 +202,14 @@ def _counts(g: Axis, include_pad: bool) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1024)
-def _offset_ranges(g: Axis) -> tuple[tuple[int, int], ...]:
+def _offset_ranges(g: Axis) -> tuple[tuple[int, int, int], ...]:
     # cached: every band of a plan asks again
     ranges = []
     for j in range(g.window):
         lo = max(0, _ceil_div(g.pad_begin - j * g.dilation, g.stride))
         hi = min(g.out, (g.length - 1 + g.pad_begin - j * g.dilation) // g.stride + 1)
-        ranges.append((lo, max(lo, hi)))
+        if lo < hi:
+            ranges.append((j, lo, hi))
     return tuple(ranges)
 
 

@@ -94,34 +94,41 @@ def direct_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np
     are combined with it, so no initial value is needed and padding can never win.
     """
     out = _empty(x, axis, g.out, dtype, out)
-    s = g.stride
+    # indexes built here rather than by along(): every band calls this, and for a small band
+    # the Python of each call costs as much as its pooling
+    head, s = (slice(None),) * axis, g.stride
 
     def taps(j, lo, hi):
         start = lo * s - g.pad_begin + j * g.dilation
-        return along(x, axis, slice(start, start + (hi - lo - 1) * s + 1, s))
+        return x[head + (slice(start, start + (hi - lo) * s, s),)]
 
-    ranges = [(j, lo, hi) for j, (lo, hi) in enumerate(g.offset_ranges()) if lo < hi]
+    def outputs(lo, hi):
+        return out[head + (slice(lo, hi),)]
+
+    ranges = g.offset_ranges()
     filled = None  # outputs [filled, ...) already hold a partial result
     if len(ranges) > 1 and ranges[1][1] <= ranges[0][1] < ranges[1][2] <= ranges[0][2]:
         # the first two taps overlap (a later tap's range sits lower): one operation where
         # both reach instead of copy + combine, then copies where only one of them does
         (j0, lo0, hi0), (j1, lo1, hi1) = ranges[:2]
-        combine(taps(j0, lo0, hi1), taps(j1, lo0, hi1), out=along(out, axis, slice(lo0, hi1)),
+        combine(taps(j0, lo0, hi1), taps(j1, lo0, hi1), out=outputs(lo0, hi1),
                 dtype=out.dtype, casting="unsafe")
         if hi1 < hi0:
-            along(out, axis, slice(hi1, hi0))[...] = taps(j0, hi1, hi0)
+            outputs(hi1, hi0)[...] = taps(j0, hi1, hi0)
         if lo1 < lo0:
-            along(out, axis, slice(lo1, lo0))[...] = taps(j1, lo1, lo0)
+            outputs(lo1, lo0)[...] = taps(j1, lo1, lo0)
         filled, ranges = lo1, ranges[2:]
     for j, lo, hi in ranges:
         if filled is None:
-            along(out, axis, slice(lo, hi))[...] = taps(j, lo, hi)
+            outputs(lo, hi)[...] = taps(j, lo, hi)
         else:
-            tapped = taps(j, lo, hi)
-            along(out, axis, slice(lo, filled))[...] = along(tapped, axis, slice(0, filled - lo))
-            partial = along(out, axis, slice(filled, hi))
-            combine(partial, along(tapped, axis, slice(filled - lo, None)), out=partial,
-                    casting="unsafe")  # sums of uint64 wrap into int64, as NumPy's sum does
+            # outputs [lo, filled) get their first value, [filled, hi) one more
+            if lo < filled:
+                outputs(lo, filled)[...] = taps(j, lo, filled)
+            if filled < hi:
+                partial = outputs(filled, hi)
+                combine(partial, taps(j, filled, hi), out=partial,
+                        casting="unsafe")  # sums of uint64 wrap into int64, as NumPy's sum does
         filled = lo
     return out
 

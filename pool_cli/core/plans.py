@@ -16,7 +16,7 @@ from functools import reduce as fold
 import numpy as np
 
 from . import scratch
-from .geometry import Axis, adaptive_bounds
+from .geometry import Axis, adaptive_bounds, hash_once
 from .kernels import choose_pass, direct_pass, flat_all_fits, flat_all_pass
 
 
@@ -37,6 +37,7 @@ class Band:
     plan: "Plan"
 
 
+@hash_once
 @dataclass(frozen=True)
 class Plan:
     """What every plan shares: the layout, the spatial axes and the input shape."""
@@ -98,6 +99,7 @@ class Plan:
         return replace(self, in_shape=tuple(shape))
 
 
+@hash_once
 @dataclass(frozen=True)
 class WindowPlan(Plan):
     """Sliding-window pooling: one :class:`~pool_cli.core.geometry.Axis` per spatial axis."""
@@ -177,6 +179,7 @@ class WindowPlan(Plan):
             yield Band(prefix + (slice(start, stop),), prefix + (slice(first, last),), plan)
 
 
+@hash_once
 @dataclass(frozen=True)
 class AdaptivePlan(Plan):
     """Adaptive pooling to a given output size."""
@@ -208,6 +211,7 @@ class AdaptivePlan(Plan):
                 "dilation": None, "output_size": list(self.sizes)}
 
 
+@hash_once
 @dataclass(frozen=True)
 class GlobalPlan(Plan):
     """One window over each whole spatial extent."""

@@ -26,6 +26,7 @@ class _Pool(threading.local):
         self.active = False
         self.free: list[np.ndarray] = []
         self.used: dict[int, np.ndarray] = {}  # by id: a band's buffers are all alive
+        self.entered_with = 0  # buffers in free when the band began
 
 
 _POOL = _Pool()
@@ -67,13 +68,18 @@ class band:
 
     def __enter__(self):
         _POOL.active = True
+        _POOL.entered_with = len(_POOL.free)
 
     def __exit__(self, *exc):
-        _POOL.active = False
-        free = sorted(_POOL.free + [b for b in _POOL.used.values() if b.size <= KEEP_BYTES],
-                      key=len)
+        pool = _POOL
+        pool.active = False
+        free = pool.free
+        if not pool.used and len(free) == pool.entered_with:
+            return  # the usual case: the same buffers, every one released already
+        for buffer in pool.used.values():
+            bisect.insort(free, buffer, key=len)
+        pool.used.clear()
+        free[:] = [b for b in free if b.size <= KEEP_BYTES]
         total = sum(b.size for b in free)
         while total > KEEP_TOTAL:
             total -= free.pop(0).size
-        _POOL.free = free
-        _POOL.used.clear()
