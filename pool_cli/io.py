@@ -1037,24 +1037,25 @@ def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> 
         raise _exists_error(dest)
     parent = os.path.dirname(dest) or "."
     created = _missing_folders(parent)
+    attempted: list[str] = []  # temporary files this write may have made
     try:
-        os.makedirs(parent, exist_ok=True)
         try:
-            tmp, fd = _create_temp(parent, os.path.basename(dest))
-        except FileNotFoundError:  # another write's failure removed the new folder meanwhile
             os.makedirs(parent, exist_ok=True)
-            tmp, fd = _create_temp(parent, os.path.basename(dest))
-    except OSError as exc:
-        _remove_empty(created)
-        raise _write_error(dest, exc) from exc
-    try:
+            try:
+                fd = _create_temp(parent, os.path.basename(dest), attempted)
+            except FileNotFoundError:  # another write's failure removed the new folder meanwhile
+                os.makedirs(parent, exist_ok=True)
+                fd = _create_temp(parent, os.path.basename(dest), attempted)
+        except OSError as exc:
+            raise _write_error(dest, exc) from exc
         with os.fdopen(fd, "wb") as f:
             _run_encoder(dest, fmt, encode, f)
-        _publish(dest, tmp, overwrite)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        _remove_empty(created)  # a failed write leaves no new folder behind either
+        _publish(dest, attempted[-1], overwrite)
+    except BaseException:  # a signal too: nothing half-written is left, nor a new folder
+        for tmp in attempted:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        _remove_empty(created)
         raise
 
 
@@ -1078,14 +1079,16 @@ def _remove_empty(folders: list[str]) -> None:
             return
 
 
-def _create_temp(parent: str, name: str) -> tuple[str, int]:
+def _create_temp(parent: str, name: str, attempted: list[str]) -> int:
+    """Open a new temporary file in ``parent``, its name appended to ``attempted`` before it
+    is created: a signal can land between the file's creation and this call's return."""
     # os.open with 0o666 lets the umask set the final permissions (mkstemp uses 0o600).
     for _ in range(100):
-        tmp = os.path.join(parent, f".{name}.{os.urandom(4).hex()}.tmp")
+        attempted.append(os.path.join(parent, f".{name}.{os.urandom(4).hex()}.tmp"))
         try:
-            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            return os.open(attempted[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
-            continue
+            attempted.pop()  # somebody else's file
     raise OSError(f"no free temporary file name in {parent}")
 
 

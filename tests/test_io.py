@@ -1237,6 +1237,38 @@ def test_failure_leaves_no_new_folder_behind(tmp_path, monkeypatch):
     assert dest.exists()
 
 
+class _Signal(BaseException):
+    """What a signal handler raises (the CLI's Interrupted is one)."""
+
+
+@pytest.mark.parametrize("when", ["after the open", "during makedirs"])
+def test_a_signal_at_any_step_leaves_no_file_or_folder(tmp_path, monkeypatch, when):
+    real_open, real_makedirs = os.open, os.makedirs
+
+    def open_then_signal(*args, **kwargs):
+        real_open(*args, **kwargs)  # the file exists, its descriptor is never returned
+        raise _Signal
+
+    def makedirs_then_signal(*args, **kwargs):
+        real_makedirs(*args, **kwargs)
+        raise _Signal
+
+    if when == "after the open":
+        monkeypatch.setattr(pio.os, "open", open_then_signal)
+    else:
+        monkeypatch.setattr(pio.os, "makedirs", makedirs_then_signal)
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / ".out.npy.0000.tmp").write_bytes(b"another writer's")
+    with pytest.raises(_Signal):
+        write_output(str(tmp_path / "new" / "out.npy"), {None: np.zeros(2)}, fmt="npy",
+                     like=array_like())
+    with pytest.raises(_Signal):
+        write_output(str(tmp_path / "kept" / "out.npy"), {None: np.zeros(2)}, fmt="npy",
+                     like=array_like())
+    assert listing(tmp_path) == ["kept"]
+    assert listing(tmp_path / "kept") == [".out.npy.0000.tmp"]
+
+
 def test_failure_keeps_an_existing_output_when_overwriting(tmp_path, monkeypatch):
     dest = tmp_path / "out.npy"
     dest.write_bytes(b"old")
