@@ -734,6 +734,14 @@ ERROR_CASES = [
     ("object", X2.astype(object), "max", dict()),
     ("string", np.array([["a", "b"], ["c", "d"]]), "max", dict()),
     ("bytes", np.array([[b"a", b"b"], [b"c", b"d"]]), "sum", dict()),
+    ("string_dtype", np.array(["a", "b"], dtype=np.dtypes.StringDType()), "max", dict()),
+    ("masked", np.ma.masked_array([1.0, 9.0], mask=[False, True]), "max", dict()),
+    # arguments of the wrong kind, or beyond any array
+    ("mode_list", X2, ["max"], dict()),
+    ("power_array", X2, "lp", dict(power=np.array([2, 3]))),
+    ("stride_huge", X2, "max", dict(stride=10**19)),
+    ("dilation_huge", X2, "max", dict(window=1, dilation=10**19)),
+    ("padding_huge", X2, "max", dict(padding=10**19)),
 ]
 
 
@@ -1041,3 +1049,37 @@ def test_plans_and_axes_hash_as_equal_values_and_pickle_without_their_hash():
     copied = pickle.loads(pickle.dumps(plan))  # another process hashes strings otherwise
     assert "_hash" in plan.__dict__ and "_hash" not in copied.__dict__
     assert copied == plan and hash(copied) == hash(plan)
+
+
+def test_ragged_sequences_raise_pool_error():
+    with pytest.raises(PoolError, match="not an array of numbers"):
+        pool([[1, 2], [3]], "max")
+
+
+def test_zero_dimensional_arrays_serve_as_sizes():
+    x = np.arange(16.0).reshape(4, 4)
+    assert pool(x, "max", window=np.array(2)).tolist() == pool(x, "max", window=2).tolist()
+    assert pool(x, "max", output_size=np.array(1)).tolist() == [[15.0]]
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int32])
+def test_rounded_average_of_32_bit_integers_is_exact_past_float64_precision(dtype):
+    """2^22 cells near 2^32 sum past 2^53: a float64 sum rounds, the int64 one does not."""
+    top = np.iinfo(dtype).max
+    x = np.full((2048, 2048), top - 1, dtype)
+    x.flat[:x.size // 2 - 1] = top  # mean = top - 1 + (n/2 - 1)/n: just under the halfway
+    for kwargs in (dict(global_pool=True), dict(output_size=1), dict(window=2048)):
+        assert pool(x, "avg", rounded=True, **kwargs).item() == top - 1
+
+
+def test_window_counts_take_memory_by_outputs_not_by_window_cells():
+    import tracemalloc
+
+    x = np.zeros(100_000, np.float32)
+    tracemalloc.start()
+    try:
+        pool(x, "avg", window=255, stride=1, padding=127, threads=1)  # counts: 100000 x 255
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 30 * 2**20, peak  # an outputs x window table would be 204 MB

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pool_cli import PoolError, make_spec, pool
 from pool_cli.core import execute, kernels, plans, scratch
 from pool_cli.core.geometry import make_axis
-from reference import ref_global, ref_pool
+from reference import ref_adaptive, ref_global, ref_pool
 
 PASSES = {"direct": kernels.direct_pass, "flat": kernels.flat_pass}
 COMBINE = {"max": np.maximum, "min": np.minimum, "sum": np.add, "fmax": np.fmax}
@@ -588,3 +588,34 @@ def test_global_float_sums_in_rows_keep_nan_and_inf():
     x[0, 5, 7], x[1, 0, 0], x[2, 1, 1], x[2, 2, 2] = np.nan, np.inf, np.inf, -np.inf
     got = pool(x, "sum", global_pool=True).reshape(-1)
     assert np.isnan(got[0]) and got[1] == np.inf and np.isnan(got[2])
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(window=3), dict(window=3, stride=1, padding=1), dict(window=9, stride=1),
+    dict(window=5, stride=5), dict(window=3, dilation=2), dict(window=2, stride=3),
+    dict(output_size=2), dict(global_pool=True)])
+@pytest.mark.parametrize("layout", ["W", "HWC"])
+def test_uint64_sums_are_exact_integers_above_float64_precision(kwargs, layout):
+    """int64 + uint64 runs in float64 unless told otherwise: every pass adds in int64."""
+    values = [2**62, 1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 2**61 + 1]
+    x = np.array(values, np.uint64)
+    geometry = {"window": 2, "stride": None, "padding": 0, "dilation": 1, **kwargs}
+    geometry["stride"] = geometry["stride"] or geometry["window"]
+    if layout == "HWC":  # the W of HWC: tile passes (by pixel) and flat passes; H untouched
+        x = np.stack([x, x[::-1]], axis=-1)[None]
+        geometry = {name: (1 if name != "padding" else 0, value)
+                    for name, value in geometry.items()}
+    per_axis = {name: value if isinstance(value, tuple) else (value,)
+                for name, value in geometry.items()}
+    if "global_pool" in kwargs:
+        got, want = pool(x, "sum", layout=layout, global_pool=True), ref_global(x, "sum", layout)
+    elif "output_size" in kwargs:
+        got = pool(x, "sum", layout=layout, output_size=per_axis["output_size"])
+        want = ref_adaptive(x, "sum", per_axis["output_size"], layout=layout)
+    else:
+        got = pool(x, "sum", layout=layout, **{k: v for k, v in geometry.items()})
+        want = ref_pool(x, "sum", per_axis["window"], per_axis["stride"],
+                        tuple((p, p) for p in per_axis["padding"]), per_axis["dilation"],
+                        layout=layout)
+    assert got.dtype == np.int64
+    assert got.tolist() == want.tolist()

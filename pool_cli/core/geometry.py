@@ -20,6 +20,8 @@ SPATIAL_LETTERS = "DHW"
 LAYOUT_LETTERS = "NCDHW"
 DEFAULT_LAYOUTS = {1: "W", 2: "HW", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
 PADDING_WORDS = ("valid", "same", "same-lower")
+# Sizes beyond this cannot fit any array and would overflow NumPy's int64 arithmetic.
+MAX_SIZE = 2**62
 
 
 def resolve_layout(layout: str | None, ndim: int) -> str:
@@ -33,9 +35,11 @@ def resolve_layout(layout: str | None, ndim: int) -> str:
     'HWC'
     """
     if layout is None:
-        if ndim not in DEFAULT_LAYOUTS:
-            raise PoolError(f"a {ndim}-D array has no default layout: give its axis letters "
-                            f"(N, C, D, H, W), e.g. NCDHW")
+        if ndim == 0:
+            raise PoolError("a 0-D array (a single value) has no axes to pool")
+        if ndim not in DEFAULT_LAYOUTS:  # 1-D to 5-D have one
+            raise PoolError(f"a {ndim}-D array has more axes than the layout letters "
+                            f"({', '.join(LAYOUT_LETTERS)}) can name")
         return DEFAULT_LAYOUTS[ndim]
     checked = check_layout(layout)
     if len(checked) != ndim:
@@ -127,6 +131,8 @@ def parse_padding(value) -> str | tuple[tuple[int, int], ...]:
                             f"got {value!r}") from None
     if not pairs or min(min(p) for p in pairs) < 0:
         raise PoolError(f"padding must not be negative, got {value!r}")
+    if max(max(p) for p in pairs) > MAX_SIZE:
+        raise PoolError(f"padding must be at most 2**62, got {max(max(p) for p in pairs)}")
     return pairs
 
 
@@ -193,10 +199,13 @@ class Axis:
 
 @functools.lru_cache(maxsize=1024)
 def _counts(g: Axis, include_pad: bool) -> np.ndarray:
-    # cached (every band asks again), so handed out read-only
-    taps = np.arange(g.out)[:, None] * g.stride - g.pad_begin + np.arange(g.window) * g.dilation
+    # cached (every band asks again), so handed out read-only; counted, not enumerated: the
+    # taps j of output i inside [lo, hi) are those with lo <= i*s - pad_begin + j*d < hi
     lo, hi = (-g.pad_begin, g.length + g.pad_end) if include_pad else (0, g.length)
-    counts = ((taps >= lo) & (taps < hi)).sum(axis=1)
+    start = np.arange(g.out, dtype=np.int64) * g.stride - g.pad_begin
+    first = np.maximum(0, -((start - lo) // g.dilation))  # ceil((lo - start) / d)
+    last = np.minimum(g.window - 1, (hi - 1 - start) // g.dilation)
+    counts = np.maximum(last - first + 1, 0)
     counts.flags.writeable = False
     return counts
 
@@ -284,11 +293,16 @@ def _whole(value) -> int:
 
 
 def _int_tuple(value, name: str) -> tuple[int, ...]:
-    items = value if isinstance(value, (tuple, list, np.ndarray)) else (value,)
+    if isinstance(value, np.ndarray):
+        value = value.tolist()  # a 0-d array gives its number
+    items = value if isinstance(value, (tuple, list)) else (value,)
     try:
-        return tuple(_whole(v) for v in items)
+        values = tuple(_whole(v) for v in items)
     except ValueError:
         raise PoolError(f"{name} must be whole numbers, got {value!r}") from None
+    if values and max(values) > MAX_SIZE:
+        raise PoolError(f"{name} must be at most 2**62, got {max(values)}")
+    return values
 
 
 def _show(values: tuple) -> str:

@@ -127,8 +127,9 @@ def direct_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np
                 outputs(lo, filled)[...] = taps(j, lo, filled)
             if filled < hi:
                 partial = outputs(filled, hi)
-                combine(partial, taps(j, filled, hi), out=partial,
-                        casting="unsafe")  # sums of uint64 wrap into int64, as NumPy's sum does
+                # dtype: int64 + uint64 would run in float64; uint64 sums wrap into int64
+                combine(partial, taps(j, filled, hi), out=partial, dtype=out.dtype,
+                        casting="unsafe")
         filled = lo
     return out
 
@@ -199,7 +200,7 @@ def tile_pass(x, axis: int, g: Axis, combine: np.ufunc, dtype, out=None) -> np.n
             continue
         combine(taps[0], taps[1], out=pooled, dtype=target.dtype, casting="unsafe")
         for tap in taps[2:]:
-            combine(pooled, tap, out=pooled, casting="unsafe")
+            combine(pooled, tap, out=pooled, dtype=target.dtype, casting="unsafe")
     if not direct:
         out[...] = target.reshape(out.shape)
     return out
@@ -345,20 +346,21 @@ def sliding(flat: np.ndarray, positions: int, window: int, step: int, combine: n
         previous = blocks[width]
         if 2 * width == window:  # the last doubling is the window: straight into out
             combine(previous[:positions], previous[width * step:width * step + positions],
-                    out=out, casting="unsafe")
+                    out=out, dtype=out.dtype, casting="unsafe")
             scratch.release(*(blocks[size] for size in blocks if size > 1))
             return
         length = previous.size - width * step
         doubled = scratch.empty((length,), out.dtype)
         combine(previous[:length], previous[width * step:width * step + length], out=doubled,
-                casting="unsafe")
+                dtype=out.dtype, casting="unsafe")
         if idempotent and width > 1:  # max and min need only the widest block
             scratch.release(blocks.pop(width))
         width *= 2
         blocks[width] = doubled
     if idempotent:
         widest, rest = blocks[width], window - width
-        combine(widest[:positions], widest[rest * step:rest * step + positions], out=out)
+        combine(widest[:positions], widest[rest * step:rest * step + positions], out=out,
+                dtype=out.dtype, casting="unsafe")
         scratch.release(widest)
         return
     offset, parts = 0, []
@@ -366,9 +368,9 @@ def sliding(flat: np.ndarray, positions: int, window: int, step: int, combine: n
         if window & size:
             parts.append(blocks[size][offset * step:offset * step + positions])
             offset += size
-    combine(parts[0], parts[1], out=out, casting="unsafe")
+    combine(parts[0], parts[1], out=out, dtype=out.dtype, casting="unsafe")
     for part in parts[2:]:
-        combine(out, part, out=out, casting="unsafe")
+        combine(out, part, out=out, dtype=out.dtype, casting="unsafe")
     scratch.release(*(blocks[size] for size in blocks if size > 1))
 
 

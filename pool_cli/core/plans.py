@@ -332,5 +332,5 @@ def adaptive_pass(x, axis: int, size: int, combine: np.ufunc, dtype, out=None) -
     for j in range(1, int(widths.max())):
         inside = (widths > j).reshape([-1 if i == axis else 1 for i in range(x.ndim)])
         taps = np.take(x, np.minimum(starts + j, length - 1), axis=axis)
-        combine(out, taps, out=out, where=inside, casting="unsafe")
+        combine(out, taps, out=out, where=inside, dtype=out.dtype, casting="unsafe")
     return out

@@ -21,12 +21,13 @@ from .geometry import (
 from .modes import MODES, Mode, owner_of
 from .plans import AdaptivePlan, GlobalPlan, WindowPlan
 
-REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "S": "bytes", "V": "structured",
-                 "M": "datetime", "m": "timedelta"}
+POOLABLE_KINDS = "biuf"  # bool, integers, floats; what the others are called in errors:
+REFUSED_KINDS = {"c": "complex", "O": "object", "U": "string", "T": "string", "S": "bytes",
+                 "V": "structured", "M": "datetime", "m": "timedelta"}
 
 
-def pool(x, mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
-         count_include_pad: bool = False, layout: str | None = None, power: float | None = None,
+def pool(x, mode: str, window=2, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+         count_include_pad: bool = False, layout: str | None = None, power: float = 2.0,
          ignore_nan: bool = False, output_size=None, global_pool: bool = False,
          rounded: bool = False, threads: int | None = None,
          out: np.ndarray | None = None) -> np.ndarray:
@@ -64,7 +65,8 @@ def pool(x, mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mod
         One window over each whole spatial extent; spatial axes stay, with size 1.
     rounded : bool, optional
         ``avg`` only: integer inputs give their own dtype, rounded to nearest with ties up
-        (how images are written back; a 2x2 average equals Pillow's ``Image.reduce(2)``).
+        (how images are written back; a 2x2 average of an even-sized image equals Pillow's
+        ``Image.reduce(2)``).
     threads : int, optional
         Threads sharing the work (default: every core). The result is the same for any count.
     out : numpy.ndarray, optional
@@ -160,7 +162,14 @@ class PoolSpec:
         if threads is not None and (isinstance(threads, bool) or not hasattr(threads, "__index__")
                                     or threads < 1):
             raise PoolError(f"threads must be a whole number >= 1, got {threads!r}")
-        x = np.asarray(x)
+        if isinstance(x, np.ma.MaskedArray):  # np.asarray would drop the mask unseen
+            raise PoolError("masked arrays are refused (their mask would be ignored): pass "
+                            "x.filled(np.nan) with ignore_nan=True, or x.filled(value)")
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as error:  # ragged or mixed sequences
+            raise PoolError(f"x is not an array of numbers ({str(error).splitlines()[0]})") \
+                from None
         check_dtype(x.dtype)
         plan = self.plan(x.shape)
         if out is not None:
@@ -197,13 +206,16 @@ class PoolSpec:
                 return np.dtype(np.uint16)
             if cells <= 65536:
                 return np.dtype(np.uint32)
+        if self.rounded and dtype.kind in "iu" and dtype.itemsize == 4:
+            return np.dtype(np.int64)  # float64 sums of 32-bit values lose bits past 2^53
         return self.mode.work_dtype(dtype)
 
     def _sum_band(self, x: np.ndarray, plan, out: np.ndarray, work: np.dtype,
                   skip_nan: bool) -> None:
         """sum, avg or lp of one band into its slice of the output."""
         name = self.mode.name
-        if name == "avg" and self.rounded and x.dtype.kind in "iu" and x.dtype.itemsize == 8:
+        if name == "avg" and self.rounded and x.dtype.kind in "iu" and (
+                x.dtype.itemsize == 8 or plan.cells >= 2**31):  # int64 sums would overflow
             _rounded_mean_64(x, plan, plan.counts(self.count_include_pad), out)
             return
         src = _abs_power(x, self.power, work) if name == "lp" else x
@@ -234,7 +246,7 @@ def _rounded_mean_64(x: np.ndarray, plan, counts: np.ndarray, out: np.ndarray) -
     sums fit in int64, and the quotient is put together from theirs."""
     if plan.cells >= 2**30:
         raise PoolError(f"windows of {plan.cells} cells are too large for an exact rounded "
-                        "average of 64-bit integers")
+                        f"average of {x.dtype} integers")
     high = plan.reduce((x >> 32).astype(np.int64), np.add, np.int64)  # floor(x / 2^32)
     low = plan.reduce((x & 0xFFFFFFFF).astype(np.int64), np.add, np.int64)
     counts = counts.astype(np.int64)
@@ -261,12 +273,13 @@ def _check_out(out, shape: tuple[int, ...], dtype: np.dtype, x: np.ndarray) -> N
 
 def check_dtype(dtype: np.dtype) -> None:
     """Refuse dtypes that cannot be pooled: complex, object, string and the like."""
-    if dtype.kind in REFUSED_KINDS:
-        raise PoolError(f"{REFUSED_KINDS[dtype.kind]} arrays ({dtype}) cannot be pooled")
+    if dtype.kind not in POOLABLE_KINDS:
+        raise PoolError(f"{REFUSED_KINDS.get(dtype.kind, 'these')} arrays ({dtype}) cannot be "
+                        f"pooled")
 
 
-def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_mode=False,
-              count_include_pad=False, layout=None, power=None, ignore_nan=False,
+def make_spec(mode: str, window=2, stride=None, padding=0, dilation=1, ceil_mode=False,
+              count_include_pad=False, layout=None, power=2.0, ignore_nan=False,
               output_size=None, global_pool=False, rounded=False) -> PoolSpec:
     """Check every rule that holds whatever the input, and return a :class:`PoolSpec`.
 
@@ -279,17 +292,17 @@ def make_spec(mode: str, window=None, stride=None, padding=0, dilation=1, ceil_m
     ...
     pool_cli.core.errors.PoolError: power is an option of lp only, not of max
     """
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise PoolError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     chosen = MODES[mode]
+    power = 2.0 if power is None else _check_power(power)
     # power=2.0 is the default in every mode's signature (SPEC), so passing it is no mistake
-    given_power = power is not None and power != 2
+    given_power = power != 2
     for option, given in (("power", given_power), ("count_include_pad", count_include_pad),
                           ("rounded", rounded)):
         if given and option not in chosen.options:
             owner = owner_of(option)
             raise PoolError(f"{option} is an option of {owner} only, not of {mode}")
-    power = 2.0 if power is None else _check_power(power)
     padding = 0 if padding is None else padding
     dilation = 1 if dilation is None else dilation
     layout = None if layout is None else check_layout(layout)
