@@ -62,10 +62,11 @@ _OUTPUT_OPTIONS = [
                  help="Threads pooling each array.  [default: every core]"),
 ]
 
-_REPORT_OPTIONS = [
-    click.option("--json", "as_json", is_flag=True, help="One JSON object per input instead of the table."),
-    click.option("-q", "--quiet", is_flag=True, help="No report: errors only."),
-]
+def _report_options(rows: str = "input") -> list:
+    """``--json`` (one object per ``rows``) and ``--quiet``."""
+    return [click.option("--json", "as_json", is_flag=True,
+                         help=f"One JSON object per {rows} instead of the table."),
+            click.option("-q", "--quiet", is_flag=True, help="No report: errors only.")]
 
 
 def _apply(options):
@@ -89,7 +90,7 @@ def cli():
 
 def _mode_command(mode: Mode) -> click.Command:
     @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-    @_apply(_geometry_options(mode) + _OUTPUT_OPTIONS + _REPORT_OPTIONS)
+    @_apply(_geometry_options(mode) + _OUTPUT_OPTIONS + _report_options())
     def command(inputs, output, fmt, overwrite, recursive, jobs, jpeg_quality, png_compression,
                 threads, as_json, quiet, **geometry):
         spec = _spec(mode.name, geometry)
@@ -115,6 +116,8 @@ def _spec(mode: str, geometry: dict):
 def _refuse_replaced(geometry: dict) -> None:
     """``--global`` and ``--output-size`` replace the window geometry: options of it given with
     other than their defaults would be ignored, so they are a usage error (as in the API)."""
+    if geometry.get("global_pool") and geometry.get("output_size") is not None:
+        raise click.UsageError("--global and --output-size exclude each other")
     if geometry.get("global_pool") or geometry.get("output_size") is not None:
         from .core.pooling import replaced_message, replaced_options
 
@@ -247,12 +250,12 @@ for _mode in MODES.values():
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-r", "--recursive", is_flag=True, help="Describe the files inside folders.")
-@_apply(_REPORT_OPTIONS[:1])
+@_apply(_report_options("array")[:1])
 def info(inputs, recursive, as_json):
     """Describe each INPUT: format, mode or dtype, shape, layout and value range."""
     from . import engine, report
 
-    rows, failed = [], False
+    rows = []
     for item in engine.find_sources(list(inputs), recursive):
         try:
             if isinstance(item, engine.Result):
@@ -263,12 +266,13 @@ def info(inputs, recursive, as_json):
             rows += described
         except PoolError as error:
             report.error_line(str(error))
-            failed = True
-    if as_json:
+            path = item.input if isinstance(item, engine.Result) else item.path
+            rows.append({"input": path, "ok": False, "error": str(error)})
+    if as_json:  # failures too, as the pooling commands report them
         report.json_lines(rows, sys.stdout)
     else:
-        report.info_table(rows, sys.stdout)
-    sys.exit(1 if failed else 0)
+        report.info_table([row for row in rows if row["ok"]], sys.stdout)
+    sys.exit(0 if all(row["ok"] for row in rows) else 1)
 
 
 @cli.command()
@@ -278,7 +282,7 @@ def info(inputs, recursive, as_json):
 @click.option("--repeat", type=click.IntRange(min=1), metavar="N",
               help="Timed runs per implementation.  [default: 7, with --quick 3]")
 @click.option("--workloads", metavar="IDS", help="Comma list of workload ids: W1,...,W8 (W5, W7: groups).")
-@_apply(_REPORT_OPTIONS[:1])
+@_apply(_report_options("row")[:1])
 def bench(quick, threads, repeat, workloads, as_json):
     """Time poolcli against the memory bound (copy, read) and every installed peer library.
 
@@ -334,7 +338,7 @@ def _run_picture(job):
 @click.option("--modes", default="max,avg,min,lp", show_default=True, help="Modes, one panel each.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Pooling runs per panel; the label shows the median time.")
-@_apply(_geometry_options() + _PICTURE_OPTIONS + _REPORT_OPTIONS)
+@_apply(_geometry_options() + _PICTURE_OPTIONS + _report_options("mode"))
 def compare(source, modes, repeat, output, overwrite, as_json, quiet, **geometry):
     """Contact sheet: INPUT, then one panel per mode, scaled back up to the input's size.
 
@@ -371,7 +375,7 @@ def compare(source, modes, repeat, output, overwrite, as_json, quiet, **geometry
 @click.option("--before-after", is_flag=True, help="Each channel before and after pooling, side by side.")
 @click.option("--mode", type=click.Choice(list(MODES)), default="max", show_default=True,
               help="The pooling of --before-after.")
-@_apply(_geometry_options() + _PICTURE_OPTIONS + [_REPORT_OPTIONS[1]])
+@_apply(_geometry_options() + _PICTURE_OPTIONS + _report_options()[1:])
 def show(source, channels, page, normalize, cmap, before_after, mode, output, overwrite, quiet,
          **geometry):
     """Render a feature map as a grid of channels through a colour map, each with its range."""
@@ -401,7 +405,7 @@ def show(source, channels, page, normalize, cmap, before_after, mode, output, ov
 @click.option("-p", "--padding", metavar="P", help="Padding for every geometry.  [default: valid]")
 @click.option("--layout", metavar="AXES", help="Array axis letters.  [default: by ndim]")
 @click.option("--power", type=float, metavar="P", help="lp: the p of the norm.  [default: 2]")
-@_apply(_REPORT_OPTIONS)
+@_apply(_report_options("row"))
 def analyze(source, modes, windows, strides, repeat, plot, overwrite, padding, layout, power,
             as_json, quiet):
     """The speed/accuracy trade-off of pooling, measured on INPUT.

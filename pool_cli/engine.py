@@ -63,9 +63,9 @@ class Result:
     layout: str | None = None
     geometry: dict = field(default_factory=dict)
     ceil_mode: bool = False
-    load_ms: float = 0.0
-    pool_ms: float = 0.0
-    save_ms: float = 0.0
+    load_ms: float | None = None  # None: not reached (a failed input)
+    pool_ms: float | None = None
+    save_ms: float | None = None
     input_bytes: int = 0
     ok: bool = True
     error: str | None = None
@@ -78,8 +78,9 @@ class Result:
                 "input_dtype": self.input_dtype, "output_dtype": self.output_dtype,
                 "layout": self.layout, "window": None, "stride": None, "padding": None,
                 "dilation": None, **self.geometry, "ceil_mode": self.ceil_mode,
-                "load_ms": round(self.load_ms, 3), "pool_ms": round(self.pool_ms, 3),
-                "save_ms": round(self.save_ms, 3), "ok": self.ok}
+                **{name: None if ms is None else round(ms, 3) for name, ms in (
+                    ("load_ms", self.load_ms), ("pool_ms", self.pool_ms),
+                    ("save_ms", self.save_ms))}, "ok": self.ok}
         if self.key is not None:
             data["key"] = self.key
         if self.warnings:
@@ -281,7 +282,7 @@ class Batch:
     def _pool_file(self, source: Source, blank: Result) -> list[Result]:
         start = time.perf_counter()
         loaded = io.read_input(source.path)
-        load_ms = (time.perf_counter() - start) * 1e3
+        blank.load_ms = load_ms = (time.perf_counter() - start) * 1e3
         if len(loaded.arrays) == 1:  # known from here on, should this input fail
             [array] = loaded.arrays.values()
             blank.input_shape, blank.input_dtype = list(array.shape), str(array.dtype)
@@ -301,7 +302,7 @@ class Batch:
                 return [self._stream(blank, source, loaded, array, spec, plan, dest, load_ms)]
             start = time.perf_counter()
             outputs[key] = spec.run(array, plan, self.threads)
-            rows.append(self._row(blank, key, dest, loaded, array, plan,
+            rows.append(self._row(blank, key, dest, fmt, loaded, array, plan,
                                   io.stored_dtype(fmt, loaded, outputs[key]),
                                   load_ms, (time.perf_counter() - start) * 1e3))
         start = time.perf_counter()
@@ -325,13 +326,13 @@ class Batch:
         return spec
 
     @staticmethod
-    def _row(blank, key, dest, loaded, array, plan, out_dtype, load_ms, pool_ms) -> Result:
+    def _row(blank, key, dest, fmt, loaded, array, plan, out_dtype, load_ms, pool_ms) -> Result:
         return dataclasses.replace(
             blank, key=key, output=dest, input_shape=list(array.shape),
             output_shape=list(plan.out_shape), input_dtype=str(array.dtype),
             output_dtype=str(out_dtype), layout=plan.layout, geometry=plan.describe(),
             load_ms=load_ms, pool_ms=pool_ms, input_bytes=array.nbytes,
-            warnings=list(loaded.warnings))
+            warnings=loaded.warnings + loaded.fallback_notes(fmt))
 
     def _stream(self, blank, source, loaded, array, spec, plan, dest, load_ms) -> Result:
         """Pool a memory-mapped .npy in bands straight into the output file: bounded memory."""
@@ -351,7 +352,8 @@ class Batch:
         io.write_npy_stream(dest, plan.out_shape, dtype, pooled_bands(),
                             overwrite=self.options.overwrite)
         total_ms = (time.perf_counter() - start) * 1e3
-        row = self._row(blank, None, dest, loaded, array, plan, dtype, load_ms, pool_s * 1e3)
+        row = self._row(blank, None, dest, "npy", loaded, array, plan, dtype, load_ms,
+                        pool_s * 1e3)
         row.save_ms = total_ms - pool_s * 1e3
         return row
 
@@ -359,23 +361,33 @@ class Batch:
         """Refuse an output that is an input, exists already, or another input's output."""
         if dest == "-":
             return
-        real = check_output(source.path, dest, self.options.overwrite, self.inputs)
-        with self.lock:
-            other = self.claimed.setdefault(real, source)
-        if other is not source:  # the same file given twice is claimed twice
-            raise PoolError(f"{source.path}: output {dest} is also the output of {other.path}")
+
+        def claim(real: str) -> None:  # before the exists check: an earlier input wrote it
+            with self.lock:
+                other = self.claimed.setdefault(real, source)
+            if other is not source:
+                if os.path.realpath(other.path) == os.path.realpath(source.path):
+                    raise PoolError(f"{source.path}: given more than once (pooled once, into "
+                                    f"{dest})")
+                raise PoolError(f"{source.path}: output {dest} is also the output of {other.path}")
+
+        check_output(source.path, dest, self.options.overwrite, self.inputs, claim)
 
     @staticmethod
     def _failed(blank: Result, message: str, path: str) -> Result:
         return dataclasses.replace(blank, ok=False, error=" ".join(_named(path, message).split()))
 
 
-def check_output(path: str, dest: str, overwrite: bool, inputs: set[str]) -> str:
-    """Refuse an output (of input ``path``) that would replace one of ``inputs`` (real paths)
-    or that exists already without ``overwrite``; return its real path."""
+def check_output(path: str, dest: str, overwrite: bool, inputs: set[str],
+                 claim: Callable[[str], None] | None = None) -> str:
+    """Refuse an output (of input ``path``) that would replace one of ``inputs`` (real paths),
+    that ``claim`` (given its real path) refuses, or that exists already without
+    ``overwrite``; return its real path."""
     real = os.path.realpath(dest)
     if real in inputs:
         raise PoolError(f"{path}: output {dest} would replace an input")
+    if claim is not None:
+        claim(real)
     if os.path.exists(dest) and not overwrite:
         raise PoolError(f"{path}: output {dest} exists (use --overwrite to replace it)")
     return real
@@ -407,7 +419,7 @@ def describe_file(path: str) -> list[dict]:
     loaded = io.read_input(path)
     rows = []
     for key, array in loaded.arrays.items():
-        warnings = list(loaded.warnings)
+        warnings = loaded.warnings + loaded.fallback_notes(loaded.format)
         try:
             check_dtype(array.dtype)
             low, high = _value_range(array)
@@ -418,7 +430,7 @@ def describe_file(path: str) -> list[dict]:
         rows.append({"input": path, "key": key, "format": loaded.read_as or loaded.format,
                      "image_mode": loaded.image_mode, "dtype": str(array.dtype),
                      "shape": list(array.shape), "layout": layout, "min": low, "max": high,
-                     "bytes": loaded.nbytes, "warnings": warnings})
+                     "bytes": loaded.nbytes, "warnings": warnings, "ok": True})
     return rows
 
 

@@ -162,7 +162,7 @@ class Loaded:
     format : str
         One of :data:`FORMATS`: the input's format, which results are written in by
         default. An image in a format poolcli does not write (PSD, ICNS, ...) says
-        ``"png"`` (``"tiff"`` for modes PNG cannot hold), and a note in `warnings` says so.
+        ``"png"`` (``"tiff"`` for modes PNG cannot hold): see :meth:`fallback_notes`.
     arrays : dict of {str or None: numpy.ndarray}
         ``None`` for a single image or ``.npy``; the member names, in file order,
         for ``.npz``. Arrays may be read-only (images, memory-mapped ``.npy``).
@@ -196,6 +196,17 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)
     read_as: str | None = None
     lossless: bool = False
+
+    def fallback_notes(self, fmt: str) -> list[str]:
+        """The note for results written as ``fmt`` where that is the fallback for the input's
+        own format (none when ``-o`` or ``--format`` chose another)."""
+        if self.read_as is None or fmt != self.format:
+            return []
+        own = self.read_as.upper()
+        why = (f"{own} cannot hold this image's mode ({self.image_mode})"
+               if self.read_as in _FORMAT_MODES else f"{own} image, a format poolcli does not write")
+        return [f"{self.source}: {why}: results go to {fmt.upper()} unless -o or --format "
+                f"names another format"]
 
 
 # ---------------------------------------------------------------------------
@@ -387,7 +398,7 @@ def _load_image(name: str, f: BinaryIO, head: bytes, fmt: str | None, nbytes: in
         im.close()
     read_as = None
     if fmt is None:
-        fmt = _output_format_for(name, pil_format, mode, notes)
+        fmt = _output_format_for(pil_format, mode)
         read_as = pil_format.lower() if fmt != pil_format.lower() else None
     layout = "HW" if arr.ndim == 2 else "HWC"
     lossless = fmt == "webp" and _webp_is_lossless(f)
@@ -408,19 +419,13 @@ def _webp_is_lossless(f: BinaryIO) -> bool:
         f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to an even size
 
 
-def _output_format_for(name: str, pil_format: str, mode: str, notes: list[str]) -> str:
+def _output_format_for(pil_format: str, mode: str) -> str:
     """The format an image Pillow identified is written back in by default: its own when
-    poolcli writes it (and this Pillow can), else PNG (TIFF for modes PNG cannot hold),
-    with a note."""
+    poolcli writes it (and this Pillow can), else PNG (TIFF for modes PNG cannot hold)."""
     fmt = pil_format.lower()
     if fmt in _FORMAT_MODES and _pillow_writes(pil_format) and mode in _FORMAT_MODES[fmt]:
         return fmt
-    fallback = "png" if mode in _FORMAT_MODES["png"] else "tiff"
-    why = (f"{pil_format} cannot hold this image's mode ({mode})" if fmt in _FORMAT_MODES
-           else f"{pil_format} image, a format poolcli does not write")
-    notes.append(f"{name}: {why}: results go to {fallback.upper()} unless -o or --format "
-                 f"names another format")
-    return fallback
+    return "png" if mode in _FORMAT_MODES["png"] else "tiff"
 
 
 def _open_image(name: str, f: BinaryIO,

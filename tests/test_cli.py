@@ -571,6 +571,45 @@ def test_existing_output_file_is_kept_without_overwrite_json():
     assert Path("y.npy").read_bytes() == b"precious"
 
 
+def test_failed_rows_give_null_for_the_timings_never_reached():
+    npy()
+    missing, misfit = json_rows(run("max", "missing.npy", "x.npy", "-w", "999", "--json",
+                                    code=1).stdout)
+    assert (missing["load_ms"], missing["pool_ms"], missing["save_ms"]) == (None, None, None)
+    assert misfit["load_ms"] > 0 and (misfit["pool_ms"], misfit["save_ms"]) == (None, None)
+
+
+def test_an_input_given_twice_is_pooled_once_and_said_so():
+    npy()
+    result = run("max", "x.npy", "x.npy", "./x.npy", "-o", "out/", code=1)
+    assert error_lines(result) == [
+        f"poolcli: error: {name}: given more than once (pooled once, into out/x_max.npy)"
+        for name in ("x.npy", "./x.npy")]
+    assert os.listdir("out") == ["x_max.npy"]
+
+
+@pytest.mark.parametrize("ndim,message", [
+    (0, "a 0-D array (a single value) has no axes to pool"),
+    (6, "a 6-D array has more axes than the layout letters (N, C, D, H, W) can name")])
+def test_arrays_no_layout_can_name_say_why(ndim, message):
+    np.save("odd.npy", np.zeros((1,) * ndim, np.float32))
+    assert error_lines(run("max", "odd.npy", code=1)) == [f"poolcli: error: odd.npy: {message}"]
+
+
+def test_global_and_output_size_together_are_a_usage_error_in_flag_names():
+    npy()
+    result = run("max", "x.npy", "--global", "--output-size", "2", code=2)
+    assert "--global and --output-size exclude each other" in result.stderr
+
+
+@pytest.mark.parametrize("command,rows", [(["max"], "input"), (["info"], "array"),
+                                          (["compare"], "mode"), (["analyze"], "row"),
+                                          (["bench"], "row")])
+def test_json_help_says_what_one_object_stands_for(command, rows):
+    help_text = " ".join(run(*command, "--help").stdout.split())
+    assert f"One JSON object per {rows} instead of the table." in help_text
+
+
 @pytest.mark.parametrize("args", [["--global"], ["-w", "2"], ["-w", "3", "-s", "1", "-p", "1"]])
 def test_big_endian_npy_is_pooled_as_its_values(args):
     x = np.arange(2 * 6 * 8, dtype=">f4").reshape(2, 6, 8) - 40
@@ -1366,8 +1405,11 @@ def test_info_missing_file_exits_1():
     result = run("info", "a.png", "missing.png", code=1)
     assert result.stderr.splitlines() == ["poolcli: error: missing.png: no such file"]
     assert "a.png" in result.stdout
-    result = run("info", "missing.png", "--json", code=1)
-    assert result.stdout.strip() == ""
+    result = run("info", "missing.png", "a.png", "--json", code=1)
+    missing, found = [json.loads(line) for line in result.stdout.splitlines()]
+    assert missing == {"input": "missing.png", "ok": False,
+                       "error": "missing.png: no such file"}
+    assert found["input"] == "a.png" and found["ok"] is True
 
 
 def test_info_folder_needs_recursive():

@@ -720,7 +720,8 @@ def test_formats_poolcli_does_not_write_default_to_png_or_tiff_with_a_note(tmp_p
         loaded = read_input(str(tmp_path / name))
         assert loaded.format == fmt
         np.testing.assert_array_equal(loaded.arrays[None], arr)
-        [note] = loaded.warnings
+        assert loaded.warnings == [] and loaded.fallback_notes("npy") == []
+        [note] = loaded.fallback_notes(fmt)
         assert note.startswith(f"{tmp_path / name}: {pil_format} image") and fmt.upper() in note
 
 
@@ -836,6 +837,10 @@ def test_cli_format_poolcli_does_not_write_goes_to_png_with_a_warning(tmp_path, 
                for line in result.stderr.splitlines() if "warning" in line)
     with Image.open("m_max.png") as im:
         np.testing.assert_array_equal(np.asarray(im), block_max(bits))
+    for chosen in (["-o", "m.tif"], ["-o", "m.npy"], ["--format", "bmp"]):  # no fallback then
+        result = run("max", "m.msp", "-w", "2", "--json", *chosen)
+        assert "PNG" not in result.stderr
+        assert "warnings" not in json.loads(result.stdout)
 
 
 def test_info_names_the_format_read_not_the_fallback(tmp_path, monkeypatch):
