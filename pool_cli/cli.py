@@ -309,6 +309,10 @@ def bench(quick, threads, repeat, workloads, as_json):
                                                    f"{threads} threads, {took:.0f} s)")
 
 
+_CHANNELS = click.option("--channels", metavar="SEL",
+                         help="Channels of a feature map to draw: 0:16, 3 or 0,2,5.  "
+                              "[default: all (show: paged; compare: the first 16)]")
+
 _PICTURE_OPTIONS = [
     click.option("-o", "--output", metavar="PNG", help="The picture: a .png, or - for standard output.  [default: beside the input]"),
     click.option("--overwrite", is_flag=True, help="Replace an existing picture."),
@@ -338,8 +342,9 @@ def _run_picture(job):
 @click.option("--modes", default="max,avg,min,lp", show_default=True, help="Modes, one panel each.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Pooling runs per panel; the label shows the median time.")
+@_CHANNELS
 @_apply(_geometry_options() + _PICTURE_OPTIONS + _report_options("mode"))
-def compare(source, modes, repeat, output, overwrite, as_json, quiet, **geometry):
+def compare(source, modes, repeat, channels, output, overwrite, as_json, quiet, **geometry):
     """Contact sheet: INPUT, then one panel per mode, scaled back up to the input's size.
 
     Pooled blocks show at the input's scale (nearest neighbour); each panel is labelled with
@@ -352,7 +357,7 @@ def compare(source, modes, repeat, output, overwrite, as_json, quiet, **geometry
     _check_picture_output("-o", output)
     layout = options.pop("layout", None)
     dest, rows, notes = _run_picture(lambda: engine.compare(
-        source, names, layout, options, output, overwrite, repeat))
+        source, names, layout, {**options, "channels": channels}, output, overwrite, repeat))
     _picture_report(dest, notes, quiet)
     stream = sys.stderr if dest == "-" else sys.stdout
     if quiet:
@@ -365,7 +370,7 @@ def compare(source, modes, repeat, output, overwrite, as_json, quiet, **geometry
 
 @cli.command()
 @click.argument("source", metavar="ARRAY")
-@click.option("--channels", metavar="SEL", help="Channels to show: 0:16, 3 or 0,2,5.  [default: all, paged]")
+@_CHANNELS
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True,
               help="Which page of 64 tiles, when there are more.")
 @click.option("--normalize", type=click.Choice(["channel", "global"]), default="channel",
@@ -385,7 +390,10 @@ def show(source, channels, page, normalize, cmap, before_after, mode, output, ov
     given = _given(geometry)
     if given and not before_after:
         raise click.UsageError("pooling options need --before-after")
-    spec = _spec(mode, given) if before_after else None
+    # checked with the layout, as for pooling: wrong letters or lists are usage errors
+    spec = _spec(mode, {**given, "layout": layout}) if before_after else None
+    if layout is not None and spec is None:
+        _spec(mode, {"layout": layout})
     _check_picture_output("-o", output)
     dest, notes = _run_picture(lambda: engine.show(
         source, layout, output, overwrite, channels=channels, normalize=normalize, cmap=cmap,
@@ -423,8 +431,9 @@ def analyze(source, modes, windows, strides, repeat, plot, overwrite, padding, l
         raise click.UsageError("--windows and --strides take whole numbers like 2,3,4") from None
     if steps is not None and len(steps) != len(sizes):
         raise click.UsageError("--strides needs one value per window")
-    names, options = _modes_options(modes, {"padding": padding, "power": power},
+    names, options = _modes_options(modes, {"padding": padding, "power": power, "layout": layout},
                                     windows=list(zip(sizes, steps or sizes)))
+    options.pop("layout", None)  # checked with the geometry; engine.analyze takes it apart
     _check_picture_output("--plot", plot)
     rows = _run_picture(lambda: engine.analyze(source, layout, names, sizes, steps, repeat,
                                                options, plot, overwrite))

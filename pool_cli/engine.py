@@ -11,6 +11,7 @@ import dataclasses
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,11 +406,14 @@ def _named(path: str, message: str) -> str:
 
 
 @contextlib.contextmanager
-def _naming(path: str):
+def _picture_job(path: str):
     """Errors of one picture job name its input: PoolErrors, and the renderers' ValueErrors
-    (an array they cannot draw: channels, page or layout that do not fit)."""
+    (an array they cannot draw: channels, page or layout that do not fit). NumPy's warnings
+    about NaN-only maps or overflowing values stay quiet: the pictures and numbers show them."""
     try:
-        yield
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
     except (PoolError, ValueError) as error:
         raise PoolError(_named(path, str(error))) from None
 
@@ -440,15 +444,16 @@ def _value_range(array: np.ndarray) -> tuple:
     return (finite.min().item(), finite.max().item()) if finite.size else (None, None)
 
 
-def load_array(path: str, layout: str | None) -> tuple[np.ndarray, str | None, str]:
-    """One array to look at: an image or a .npy (an .npz with one array); its layout and stem."""
+def load_array(path: str, layout: str | None) -> tuple[np.ndarray, str | None, str, str | None]:
+    """One array to look at: an image or a .npy (an .npz with one array); its layout, stem and
+    image mode."""
     loaded = io.read_input(path)
     if len(loaded.arrays) != 1:
         raise PoolError(f"{path}: holds {len(loaded.arrays)} arrays; give one image or .npy")
     array = next(iter(loaded.arrays.values()))
     check_dtype(array.dtype)
     stem = "stdin" if path == "-" else Path(path).stem
-    return np.asarray(array), layout or loaded.layout, stem
+    return np.asarray(array), layout or loaded.layout, stem, loaded.image_mode
 
 
 def picture_path(path: str, output: str | None, stem: str, what: str, overwrite: bool) -> str:
@@ -470,11 +475,11 @@ def compare(path: str, modes: list[str], layout: str | None, options: dict, outp
     """``poolcli compare``: the contact sheet of one input, written; returns path, rows, notes."""
     from .visual import compare_sheet
 
-    with _naming(path):
-        x, layout, stem = load_array(path, layout)
+    with _picture_job(path):
+        x, layout, stem, image_mode = load_array(path, layout)
         dest = picture_path(path, output, stem, "compare", overwrite)
         sheet = compare_sheet(x, modes, layout, title=os.path.basename(path), repeat=repeat,
-                              **options)
+                              cmyk=image_mode == "CMYK", **options)
         io.save_picture(dest, sheet.image, overwrite=overwrite)
     return dest, sheet.rows, sheet.notes
 
@@ -483,17 +488,19 @@ def show(path: str, layout: str | None, output: str | None, overwrite: bool, *, 
          normalize: str, cmap: str, page: int, before_after: PoolSpec | None) -> tuple[str, list[str]]:
     """``poolcli show``: a feature map as a grid of tiles (with its pooled version beside)."""
     from .visual import feature_grid
+    from .visual.render import describe_geometry
 
-    with _naming(path):
-        x, layout, stem = load_array(path, layout)
+    with _picture_job(path):
+        x, layout, stem, _ = load_array(path, layout)
         dest = picture_path(path, output, stem, "grid", overwrite)
-        pair = None
+        pair, title = None, os.path.basename(path)
         if before_after is not None:
             spec = dataclasses.replace(before_after, layout=layout) if layout else before_after
             plan = spec.plan(x.shape)
             pair = (spec.run(x, plan), plan)
+            title += f": {spec.mode.name}, {describe_geometry(plan)}"
         image, notes = feature_grid(x, layout, channels=channels, normalize=normalize, cmap=cmap,
-                                    before_after=pair, page=page, title=os.path.basename(path))
+                                    before_after=pair, page=page, title=title)
         io.save_picture(dest, image, overwrite=overwrite)
     return dest, notes
 
@@ -507,8 +514,8 @@ def analyze(path: str, layout: str | None, modes, windows, strides, repeat: int,
     """
     from .visual import analyze as measure, points_from_rows, scatter_plot
 
-    with _naming(path):
-        x, layout, _ = load_array(path, layout)
+    with _picture_job(path):
+        x, layout, _, _ = load_array(path, layout)
         if plot:
             check_picture(path, plot, overwrite)
         rows = measure(x, layout, modes=modes, windows=windows, strides=strides, paired=True,

@@ -133,17 +133,18 @@ def analysis_table(rows: list[dict], stream: TextIO) -> None:
 
 
 def pareto_front(rows: list[dict]) -> set[int]:
-    """Rows that no other row beats on both time and PSNR.
+    """Rows that no other row beats on both time and PSNR (a NaN PSNR ranks nowhere).
 
     >>> sorted(pareto_front([{"time_ms_median": 1, "psnr_db": 20}, {"time_ms_median": 2, "psnr_db": 10},
-    ...                      {"time_ms_median": 3, "psnr_db": 30}]))
+    ...                      {"time_ms_median": 3, "psnr_db": 30}, {"time_ms_median": 0, "psnr_db": float("nan")}]))
     [0, 2]
     """
     def beats(a, b):
         return (a["time_ms_median"] <= b["time_ms_median"] and a["psnr_db"] >= b["psnr_db"]
                 and (a["time_ms_median"] < b["time_ms_median"] or a["psnr_db"] > b["psnr_db"]))
 
-    return {i for i, row in enumerate(rows) if not any(beats(other, row) for other in rows)}
+    ranked = [(i, row) for i, row in enumerate(rows) if not math.isnan(row["psnr_db"])]
+    return {i for i, row in ranked if not any(beats(other, row) for _, other in ranked)}
 
 
 def bench_table(rows: list[dict], stream: TextIO, show_unsupported: bool = False,

@@ -30,6 +30,7 @@ from PIL import Image
 from pool_cli import bench, make_spec, pool
 from pool_cli.cli import cli
 from pool_cli.visual import feature_grid
+from pool_cli.visual.render import describe_geometry
 from clitools import error_lines, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -434,8 +435,24 @@ def test_show_before_after():
     assert pair.width > plain.width
     spec = make_spec("avg", window=2)
     plan = spec.plan(x.shape)
-    expected = reference_grid(x, "maps.npy", before_after=(pool(x, "avg", window=2), plan))
+    expected = reference_grid(x, f"maps.npy: avg, {describe_geometry(plan)}",
+                              before_after=(pool(x, "avg", window=2), plan))
     assert np.array_equal(np.asarray(pair), expected)
+
+
+def test_show_before_after_sums_beyond_the_input_range_get_their_own_scale():
+    x = np.abs(chw_npy("maps.npy", shape=(2, 12, 16)))
+    result = run("show", "maps.npy", "-o", "sum.png", "--before-after", "--mode", "sum", "-w", "3")
+    assert "pooled halves use their own colour scale" in result.stderr
+    spec = make_spec("sum", window=3)
+    plan = spec.plan(x.shape)
+    pooled = pool(x, "sum", window=3)
+    image, _ = feature_grid(x, None, before_after=(pooled, plan), title="t")
+    right = np.asarray(image.convert("RGB"))
+    # each pooled half spans its colour map: its darkest and brightest cells differ widely
+    box = image.info["panel_boxes"][0]
+    tile = right[box[1]:box[3], (box[0] + box[2]) // 2 + 4:box[2]].astype(int).sum(axis=2)
+    assert tile.max() - tile.min() > 200
 
 
 def test_show_pooling_options_need_before_after():
@@ -696,3 +713,57 @@ def test_analyze_checks_padding_against_its_own_windows_not_the_default():
     result = run("analyze", "a.png", "-p", "2", "--windows", "3,4", "--repeat", "1", "--json")
     assert len(json_rows(result.stdout)) == 4 * 2
     run("analyze", "a.png", "-p", "2", "--windows", "2,4", "--repeat", "1", code=2)
+
+
+def test_compare_draws_cmyk_as_ink_not_as_rgba():
+    cmyk = np.zeros((8, 8, 4), np.uint8)
+    cmyk[..., 0] = 255  # pure cyan ink: (0, 255, 255) on screen, not a transparent pixel
+    Image.fromarray(cmyk, "CMYK").save("ink.tiff")
+    run("compare", "ink.tiff", "--modes", "max", "-q")
+    sheet = np.asarray(open_png("ink_compare.png")).reshape(-1, 3)
+    assert (sheet == (0, 255, 255)).all(axis=1).sum() > 2 * 8 * 8
+
+
+def test_compare_channels_pick_the_tiles_and_are_refused_for_images():
+    chw_npy("maps.npy", shape=(20, 6, 6))
+    result = run("compare", "maps.npy", "--modes", "max")
+    assert "showing 16 of 20 channels" in result.stderr and "--channels" in result.stderr
+    result = run("compare", "maps.npy", "--modes", "max", "--channels", "16:20", "-o", "b.png")
+    assert "showing" not in result.stderr
+    rgb_png("a.png")
+    assert "drawn whole" in one_error(run("compare", "a.png", "--channels", "0", code=1))
+
+
+@pytest.mark.parametrize("args", [
+    ["show", "maps.npy", "--before-after", "-w", "3x3x3", "--layout", "CHW"],
+    ["show", "maps.npy", "--layout", "XQZ"],
+    ["analyze", "maps.npy", "--windows", "2", "--layout", "CHW", "-p", "1:0,0:1,1:1"],
+    ["analyze", "maps.npy", "--layout", "XQZ"]])
+def test_picture_commands_refuse_layout_mistakes_as_usage_errors(args):
+    chw_npy("maps.npy")
+    before = snapshot()
+    run(*args, code=2)
+    assert snapshot() == before
+
+
+def test_analyze_nan_maps_print_no_python_warnings_and_star_no_nan_row():
+    x = chw_npy("maps.npy")
+    x[0, :4] = np.nan
+    np.save("maps.npy", x)
+    result = run("analyze", "maps.npy", "--windows", "2", "--modes", "max,avg")
+    assert "Warning" not in result.stderr and "nan" in result.stdout
+    starred = [line for line in result.stdout.splitlines()
+               if line.startswith("*") and "best trade-off" not in line]
+    assert starred == []  # every PSNR is NaN here: no row ranks
+    np.save("flat.npy", np.full((2, 8, 8), np.nan))
+    rows = json_rows(run("analyze", "flat.npy", "--windows", "2", "--json").stdout)
+    assert all(r["lossless"] and r["psnr_db"] is None for r in rows)  # null: infinite here
+    rows = json_rows(run("analyze", "maps.npy", "--windows", "2", "--json").stdout)
+    assert not any(r["lossless"] for r in rows)
+
+
+def test_analyze_wide_integers_use_their_range_not_their_dtype_span():
+    x = (rng().random((3, 20, 20)) * 1000).astype(np.int64)
+    np.save("ids.npy", x)
+    result = run("analyze", "ids.npy", "--windows", "2", "--modes", "max")
+    assert f"data range {int(x.max() - x.min())}" in result.stdout

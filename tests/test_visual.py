@@ -746,3 +746,10 @@ def test_samples_render_quickly_and_look_right():
     assert len(boxes) == 5
     mx, avg, mn = (pixels(sheet, b).astype(int).sum() for b in boxes[1:4])
     assert mx > avg > mn  # max brightens, min darkens
+
+
+def test_values_whose_span_overflows_float64_still_display():
+    from pool_cli.visual import image_to_rgb
+
+    shown = image_to_rgb(np.array([[1e308, -1e308, 0.0]]))[0, :, 0].tolist()
+    assert shown == [255, 0, 128]

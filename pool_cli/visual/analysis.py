@@ -114,7 +114,9 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
         lists), ``input_shape``, ``output_shape``, ``output_dtype``, ``reduction`` (input
         elements / output elements),
         ``time_ms_median``, ``time_ms_min``, ``time_ms_max``, ``mb_per_s`` (input megabytes,
-        10**6 bytes, per second at the median time), ``psnr_db`` (``inf`` when lossless),
+        10**6 bytes, per second at the median time), ``psnr_db`` (``inf`` when lossless,
+        NaN when undefined: NaN in the data), ``lossless`` (the scaled-back output equals the
+        input, NaN where NaN),
         ``ssim``, ``energy_kept`` and ``compared_as`` (``'output'``, or how a sum or lp
         output was brought to the input's scale). Geometries that do not fit the input are listed in
         ``.skipped``.
@@ -168,6 +170,7 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
         compared, compared_as = _on_input_scale(y, spec, plan, match_scale)
         up = upscale_nearest(compared, a.shape, plan).astype(np.float64)
         described = plan.describe()
+        lossless = bool(np.array_equal(reference, up, equal_nan=True))  # NaN where NaN
         if compared_as == "output" and y.size and np.nanmax(y) > np.nanmax(a) \
                 and mode not in off_scale:
             off_scale.append(mode)
@@ -183,7 +186,8 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
             "time_ms_min": min(times) * 1e3,
             "time_ms_max": max(times) * 1e3,
             "mb_per_s": a.nbytes / 1e6 / median if median > 0 else float("inf"),
-            "psnr_db": psnr(reference, up, L),
+            "psnr_db": float("inf") if lossless else psnr(reference, up, L),
+            "lossless": lossless,
             "ssim": ssim_of(up),
             "energy_kept": energy_kept(reference, up, layout),
             "compared_as": compared_as,

@@ -30,8 +30,9 @@ SSIM (:func:`ssim`)
     the longest odd window that fits (same sigma, renormalised).
 
 Data range ``L`` (:func:`default_data_range`)
-    255 for uint8, 65535 for uint16 (the dtype's span for other integers, 1 for bool), and
-    ``max - min`` of the reference for floats (1 when the reference is constant).
+    255 for uint8, 65535 for uint16 (the dtype's span for int8 and int16, 1 for bool), and
+    ``max - min`` of the reference for floats and wider integers (1 when the reference is
+    constant).
 
 Energy kept (:func:`energy_kept`)
     The share of the input's signal energy about its mean that the upscaled output keeps:
@@ -74,9 +75,10 @@ def default_data_range(x) -> float:
     x = np.asarray(x)
     if x.dtype == np.bool_:
         return 1.0
-    if x.dtype.kind in "ui":
+    if x.dtype.kind in "ui" and x.dtype.itemsize <= 2:
         info = np.iinfo(x.dtype)
         return float(info.max) - float(info.min)
+    # floats, and integers too wide for their span to mean anything (a 32-bit image, ids)
     finite = x[np.isfinite(x)] if x.size else x
     if finite.size == 0:
         return 1.0

@@ -166,6 +166,8 @@ def _to_unit(values, lo: float, hi: float) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     if not hi > lo:
         return np.where(np.isnan(v), np.nan, 0.5)
+    if np.isinf(hi - lo):  # a span past float64's range (1e308 and -1e308): halves fit
+        return (v / 2 - lo / 2) / (hi / 2 - lo / 2)
     return (v - lo) / (hi - lo)
 
 
@@ -199,7 +201,7 @@ def checkerboard(height: int, width: int, cell: int = 8) -> np.ndarray:
 
 
 def image_to_rgb(array, layout: str | None = None, value_range=None,
-                 checker: int = 8) -> np.ndarray:
+                 checker: int = 8, cmyk: bool = False) -> np.ndarray:
     """Turn an image array into 8-bit RGB for display.
 
     Parameters
@@ -215,6 +217,9 @@ def image_to_rgb(array, layout: str | None = None, value_range=None,
         Alpha is scaled by the same range. NaN shows as black.
     checker : int
         Cell size in px of the checkerboard that transparent pixels are composited over.
+    cmyk : bool
+        Four channels are C, M, Y, K ink (a CMYK image), shown as Pillow converts them to
+        RGB (``1 - min(1, c + k)`` and so on), not as RGBA.
 
     Returns
     -------
@@ -242,6 +247,10 @@ def image_to_rgb(array, layout: str | None = None, value_range=None,
                          f"(show feature maps with feature_grid)")
     lo, hi = display_range(a) if value_range is None else map(float, value_range)
     unit = _to_unit(a, lo, hi)
+    if cmyk:
+        if channels != 4:
+            raise ValueError(f"a CMYK image has 4 channels, this one {channels}")
+        return _unit_to_u8(1 - np.minimum(1, unit[..., :3] + unit[..., 3:]))
     colour = unit[..., :3] if channels >= 3 else np.repeat(unit[..., :1], 3, axis=2)
     if channels in (2, 4):
         alpha = np.clip(np.nan_to_num(unit[..., -1:], nan=1.0), 0.0, 1.0)
@@ -296,6 +305,9 @@ def compose_sheet(panels, columns: int | None = None, title: str | None = None, 
         Sheet colour (neutral light grey).
     max_width : int
         Width in px that automatic columns aim to stay within.
+    paged : bool
+        Whether the tiles beyond ``max_tiles`` can be paged to (``page``); if not, the note
+        says to choose them with ``channels``.
     footer_image : PIL.Image.Image or array, optional
         A strip (a colour bar, say) drawn below the grid, left-aligned.
 
@@ -501,7 +513,7 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
                  page: int = 0, columns: int | None = None, symmetric: bool | None = None,
                  reference=None, title: str | None = None, min_tile: int = 96,
                  max_tile: int = 384, colorbar_strip: bool = True,
-                 max_width: int = 2400) -> tuple[Image.Image, list[str]]:
+                 max_width: int = 2400, paged: bool = True) -> tuple[Image.Image, list[str]]:
     """Render a feature map as a labelled grid of colour-mapped tiles, one per 2-D map.
 
     Parameters
@@ -524,7 +536,8 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
         back up with nearest neighbour (right, see
         :func:`pool_cli.visual.metrics.upscale_nearest`; pass the plan from
         ``make_spec(...).plan(shape)`` to put each output over its window), on the input's
-        colour scale.
+        colour scale; pooled values beyond the input's range (sums, Lp norms) on their own,
+        with a note.
     max_tiles : int
         Tiles per page; more are paged (a note says so).
     page : int
@@ -546,6 +559,9 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
         Draw a colour bar below the grid.
     max_width : int
         Width in px that automatic columns aim to stay within.
+    paged : bool
+        Whether the tiles beyond ``max_tiles`` can be paged to (``page``); if not, the note
+        says to choose them with ``channels``.
 
     Returns
     -------
@@ -579,6 +595,7 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
         raise ValueError(f"reference shape {np.asarray(reference).shape} differs from {a.shape}")
     after = _before_after(before_after, a.shape, layout)
     after_tiles = None if after is None else np.transpose(after, perm)
+    after_own_scale = after is not None and not _within(after, _finite_range(ref))
 
     per_axis = [select_channels(channels, n) if letter == "C" else list(range(n))
                 for letter, n in zip(letters, tiles_of.shape[:-2])]
@@ -596,7 +613,8 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
     if pages > 1:
         notes.append(f"showing {len(shown)} of {len(every)} {what} "
                      f"({_tile_name(letters, shown[0])} to {_tile_name(letters, shown[-1])}), "
-                     f"page {page + 1} of {pages}")
+                     + (f"page {page + 1} of {pages}" if paged else "the first ones: choose "
+                        "others with channels (--channels)"))
 
     ranges: dict[tuple, tuple[float, float]] = {}  # each tile scanned once, when first needed
 
@@ -622,7 +640,9 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
         shown_range = tile_range(idx) if reference is None else _range_of(data)
         lines = [f"{_tile_name(letters, idx)}  {_range_label(shown_range)}"]
         if after_tiles is not None:
-            right = apply_colormap(_to_unit(after_tiles[idx], *scale), cmap)
+            after_scale = (_scale_of(*_range_of(after_tiles[idx]), cmap, symmetric)
+                           if after_own_scale else scale)
+            right = apply_colormap(_to_unit(after_tiles[idx], *after_scale), cmap)
             sep = np.full((h, max(1, round(4 / zoom)), 3), BACKGROUND, np.uint8)  # ~4 px
             rgb = np.concatenate([rgb, sep, right], axis=1)
             lines.append(f"pooled  {_range_label(_range_of(after_tiles[idx]))}")
@@ -632,11 +652,14 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
     if colorbar_strip:
         strip = _grid_colorbar(cmap, normalize, symmetric, global_scale if normalize == "global"
                                else None, map(tile_range, every), reference is not None)
+    notes_on_sheet = []
     if after is not None:
         notes_on_sheet = ["each tile: input (left) | pooled, scaled back up with nearest "
-                          "neighbour (right), on the input's colour scale"]
-    else:
-        notes_on_sheet = []
+                          "neighbour (right), on " + ("its own colour scale" if after_own_scale
+                                                      else "the input's colour scale")]
+    if after_own_scale:
+        notes.append("pooled values exceed the input's range: the pooled halves use their "
+                     "own colour scale")
     tile_w = max(im.shape[1] for _, im in panels)
     tile_h = max(im.shape[0] for _, im in panels)
     if columns is None:  # about 16:9 overall, within max_width
@@ -716,7 +739,8 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
                   kind: str = "auto", title: str | None = None, repeat: int = 1,
                   cmap: str = "viridis", normalize: str = "channel", channels=None,
                   max_tiles: int = 16, min_panel: int = 256, max_panel: int = 1024,
-                  columns: int | None = None, **pool_options) -> CompareResult:
+                  columns: int | None = None, cmyk: bool = False,
+                  **pool_options) -> CompareResult:
     """Contact sheet: the input, then one panel per mode scaled back up to the input's size.
 
     Each pooled output is scaled back up with nearest neighbour over the cells its window
@@ -748,6 +772,8 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
         factor (nearest neighbour), above ``max_panel`` reduced by one (box average).
     columns : int, optional
         Panels per row (default: as many as fit 2400 px).
+    cmyk : bool
+        The image is CMYK (see :func:`image_to_rgb`).
     **pool_options
         Geometry for :func:`pool_cli.pool`: window, stride, padding, dilation, ceil_mode,
         output_size, global_pool, ignore_nan, and the mode-specific power (lp) and
@@ -780,6 +806,8 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
         raise ValueError(f"kind must be 'auto', 'image' or 'features', not {kind!r}")
     if kind == "image" and not _is_image_layout(layout, a.shape):
         raise ValueError(f"an image is HW or HWC with 1-4 channels, not {layout} {a.shape}")
+    if kind == "image" and channels is not None:
+        raise ValueError("channels choose the tiles of a feature map; an image is drawn whole")
     jobs = []
     for mode in modes:
         geometry, extra = split_options(mode, pool_options)
@@ -798,12 +826,12 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
                          f"smaller than {shrink} px blur on screen")
 
         def render(values, rng):
-            return _resize(image_to_rgb(values, layout, rng), zoom, shrink)
+            return _resize(image_to_rgb(values, layout, rng, cmyk=cmyk), zoom, shrink)
     else:
         def render(values, rng):
             grid, grid_notes = feature_grid(
                 values, layout, channels, normalize, cmap, max_tiles=max_tiles,
-                reference=a if rng is None else None, max_width=1200)
+                reference=a if rng is None else None, max_width=1200, paged=False)
             for note in grid_notes:
                 if note not in notes:
                     notes.append(note)
