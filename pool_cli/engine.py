@@ -306,6 +306,7 @@ class Batch:
             rows.append(self._row(blank, key, dest, fmt, loaded, array, plan,
                                   io.stored_dtype(fmt, loaded, outputs[key]),
                                   load_ms, (time.perf_counter() - start) * 1e3))
+        blank.pool_ms = sum(row.pool_ms for row in rows)  # done, should the write fail
         start = time.perf_counter()
         warnings = io.write_output(dest, outputs, fmt=fmt, like=loaded, overwrite=self.options.overwrite,
                                    jpeg_quality=self.options.jpeg_quality,
@@ -368,8 +369,8 @@ class Batch:
                 other = self.claimed.setdefault(real, source)
             if other is not source:
                 if os.path.realpath(other.path) == os.path.realpath(source.path):
-                    raise PoolError(f"{source.path}: given more than once (pooled once, into "
-                                    f"{dest})")
+                    raise PoolError(f"{source.path}: given more than once; only its first "
+                                    f"mention is pooled")
                 raise PoolError(f"{source.path}: output {dest} is also the output of {other.path}")
 
         check_output(source.path, dest, self.options.overwrite, self.inputs, claim)

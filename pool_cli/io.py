@@ -1080,6 +1080,8 @@ def _remove_empty(folders: list[str]) -> None:
     for folder in folders:
         try:
             os.rmdir(folder)
+        except FileNotFoundError:  # never made (stopped part way), or removed already
+            continue
         except OSError:
             return
 

@@ -579,13 +579,27 @@ def test_failed_rows_give_null_for_the_timings_never_reached():
     assert misfit["load_ms"] > 0 and (misfit["pool_ms"], misfit["save_ms"]) == (None, None)
 
 
+def test_a_failed_write_keeps_the_pooling_time_and_nulls_the_save():
+    npy()
+    os.makedirs("taken")
+    Path("taken/x.npy").write_bytes(b"")
+    [row] = json_rows(run("max", "x.npy", "-o", "taken/x.npy/y.npy", "--json", code=1).stdout)
+    assert row["load_ms"] > 0 and row["pool_ms"] >= 0 and row["save_ms"] is None
+
+
 def test_an_input_given_twice_is_pooled_once_and_said_so():
     npy()
     result = run("max", "x.npy", "x.npy", "./x.npy", "-o", "out/", code=1)
     assert error_lines(result) == [
-        f"poolcli: error: {name}: given more than once (pooled once, into out/x_max.npy)"
+        f"poolcli: error: {name}: given more than once; only its first mention is pooled"
         for name in ("x.npy", "./x.npy")]
     assert os.listdir("out") == ["x_max.npy"]
+
+
+@pytest.mark.parametrize("option", ["-w", "-s", "-d", "--output-size"])
+def test_sizes_too_large_for_any_array_are_usage_errors(option):
+    npy()
+    assert "at most 2**62" in run("max", "x.npy", option, "9" * 23, code=2).stderr
 
 
 @pytest.mark.parametrize("ndim,message", [

@@ -1083,3 +1083,17 @@ def test_window_counts_take_memory_by_outputs_not_by_window_cells():
     finally:
         tracemalloc.stop()
     assert peak < 30 * 2**20, peak  # an outputs x window table would be 204 MB
+
+
+def test_a_window_of_2_to_the_40_visits_only_the_offsets_that_reach_the_input():
+    x = np.arange(48.0).reshape(4, 12)
+    got = pool(x, "sum", window=2**40, stride=2**40, padding=2**40 - 1)  # at once, not hours
+    assert got.tolist() == [[0.0, 66.0], [72.0, 990.0]]
+    assert pool(np.arange(8.0), "avg", window=2**40, padding=2**40 - 1).tolist() == [0.0, 4.0]
+
+
+@pytest.mark.parametrize("kwargs", [dict(stride="99999999999999999999"), dict(window="2x9" + "9" * 20),
+                                    dict(output_size="9" * 20), dict(dilation=2**63)])
+def test_sizes_beyond_2_to_the_62_raise_pool_error_whatever_their_form(kwargs):
+    with pytest.raises(PoolError, match="at most 2\\*\\*62"):
+        pool(np.ones((4, 4)), "max", **kwargs)

@@ -1246,9 +1246,9 @@ class _Signal(BaseException):
     """What a signal handler raises (the CLI's Interrupted is one)."""
 
 
-@pytest.mark.parametrize("when", ["after the open", "during makedirs"])
+@pytest.mark.parametrize("when", ["after the open", "during makedirs", "after a first mkdir"])
 def test_a_signal_at_any_step_leaves_no_file_or_folder(tmp_path, monkeypatch, when):
-    real_open, real_makedirs = os.open, os.makedirs
+    real_open, real_makedirs, real_mkdir = os.open, os.makedirs, os.mkdir
 
     def open_then_signal(*args, **kwargs):
         real_open(*args, **kwargs)  # the file exists, its descriptor is never returned
@@ -1258,18 +1258,25 @@ def test_a_signal_at_any_step_leaves_no_file_or_folder(tmp_path, monkeypatch, wh
         real_makedirs(*args, **kwargs)
         raise _Signal
 
-    if when == "after the open":
-        monkeypatch.setattr(pio.os, "open", open_then_signal)
-    else:
-        monkeypatch.setattr(pio.os, "makedirs", makedirs_then_signal)
+    def mkdir_then_signal(*args, **kwargs):  # new/ made, new/out.npy's deeper folders not
+        real_mkdir(*args, **kwargs)
+        raise _Signal
+
     (tmp_path / "kept").mkdir()
     (tmp_path / "kept" / ".out.npy.0000.tmp").write_bytes(b"another writer's")
+    if when == "after the open":
+        monkeypatch.setattr(pio.os, "open", open_then_signal)
+    elif when == "during makedirs":
+        monkeypatch.setattr(pio.os, "makedirs", makedirs_then_signal)
+    else:
+        monkeypatch.setattr(os, "mkdir", mkdir_then_signal)
     with pytest.raises(_Signal):
-        write_output(str(tmp_path / "new" / "out.npy"), {None: np.zeros(2)}, fmt="npy",
-                     like=array_like())
-    with pytest.raises(_Signal):
-        write_output(str(tmp_path / "kept" / "out.npy"), {None: np.zeros(2)}, fmt="npy",
-                     like=array_like())
+        write_output(str(tmp_path / "new" / "deeper" / "out.npy"), {None: np.zeros(2)},
+                     fmt="npy", like=array_like())
+    if when != "after a first mkdir":  # kept/ exists: no mkdir to interrupt there
+        with pytest.raises(_Signal):
+            write_output(str(tmp_path / "kept" / "out.npy"), {None: np.zeros(2)}, fmt="npy",
+                         like=array_like())
     assert listing(tmp_path) == ["kept"]
     assert listing(tmp_path / "kept") == [".out.npy.0000.tmp"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,8 @@ def parse_sizes(value, name: str) -> tuple[int, ...]:
         values = _int_tuple(value, name)
     if not values or min(values) < 1:
         raise PoolError(f"{name} must be at least 1 on every axis, got {_show(values)}")
+    if max(values) > MAX_SIZE:
+        raise PoolError(f"{name} must be at most 2**62, got {max(values)}")
     return values
 
 
@@ -212,9 +215,19 @@ def _counts(g: Axis, include_pad: bool) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1024)
 def _offset_ranges(g: Axis) -> tuple[tuple[int, int, int], ...]:
-    # cached: every band of a plan asks again
+    # cached: every band of a plan asks again. A window wider than the outputs are many (a
+    # huge window, stride >= window) has its offsets found from the outputs' side: only those
+    # that reach the input are visited, never all 2**40 of them
+    offsets: Iterable[int] = range(g.window)
+    if g.window > g.out:
+        reached: set[int] = set()
+        for i in range(g.out):
+            start = i * g.stride - g.pad_begin
+            reached.update(range(max(0, _ceil_div(-start, g.dilation)),
+                                 min(g.window - 1, (g.length - 1 - start) // g.dilation) + 1))
+        offsets = sorted(reached)
     ranges = []
-    for j in range(g.window):
+    for j in offsets:
         lo = max(0, _ceil_div(g.pad_begin - j * g.dilation, g.stride))
         hi = min(g.out, (g.length - 1 + g.pad_begin - j * g.dilation) // g.stride + 1)
         if lo < hi:
@@ -300,8 +313,6 @@ def _int_tuple(value, name: str) -> tuple[int, ...]:
         values = tuple(_whole(v) for v in items)
     except ValueError:
         raise PoolError(f"{name} must be whole numbers, got {value!r}") from None
-    if values and max(values) > MAX_SIZE:
-        raise PoolError(f"{name} must be at most 2**62, got {max(values)}")
     return values
 
 

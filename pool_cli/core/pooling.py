@@ -206,7 +206,7 @@ class PoolSpec:
                 return np.dtype(np.uint16)
             if cells <= 65536:
                 return np.dtype(np.uint32)
-        if self.rounded and dtype.kind in "iu" and dtype.itemsize == 4:
+        if self.rounded and dtype.kind in "iu" and dtype.itemsize == 4 and cells < 2**31:
             return np.dtype(np.int64)  # float64 sums of 32-bit values lose bits past 2^53
         return self.mode.work_dtype(dtype)
 
@@ -214,8 +214,7 @@ class PoolSpec:
                   skip_nan: bool) -> None:
         """sum, avg or lp of one band into its slice of the output."""
         name = self.mode.name
-        if name == "avg" and self.rounded and x.dtype.kind in "iu" and (
-                x.dtype.itemsize == 8 or plan.cells >= 2**31):  # int64 sums would overflow
+        if name == "avg" and self.rounded and x.dtype.kind in "iu" and x.dtype.itemsize == 8:
             _rounded_mean_64(x, plan, plan.counts(self.count_include_pad), out)
             return
         src = _abs_power(x, self.power, work) if name == "lp" else x
@@ -246,7 +245,7 @@ def _rounded_mean_64(x: np.ndarray, plan, counts: np.ndarray, out: np.ndarray) -
     sums fit in int64, and the quotient is put together from theirs."""
     if plan.cells >= 2**30:
         raise PoolError(f"windows of {plan.cells} cells are too large for an exact rounded "
-                        f"average of {x.dtype} integers")
+                        "average of 64-bit integers")
     high = plan.reduce((x >> 32).astype(np.int64), np.add, np.int64)  # floor(x / 2^32)
     low = plan.reduce((x & 0xFFFFFFFF).astype(np.int64), np.add, np.int64)
     counts = counts.astype(np.int64)
