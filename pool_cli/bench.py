@@ -18,9 +18,10 @@ Every workload (see :data:`WORKLOADS`) is run by
 With ``threads=N`` (N > 1) the two bounds split the input into N blocks along its leading axis
 and run them in a thread pool; poolcli gets ``threads=N``; PyTorch and OpenCV get
 ``torch.set_num_threads(N)`` / ``cv2.setNumThreads(N)`` (restored afterwards), and PyTorch's
-OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless set; left set, as OpenMP
-reads it once) so that they do not spin on the cores after each call while the next
-implementation is timed.  SciPy,
+OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless set, set before PyTorch
+is first imported, as OpenMP reads it once when PyTorch loads; a process that imported
+PyTorch before keeps its policy) so that they do not spin on the cores after each call while
+the next implementation is timed.  SciPy,
 scikit-image and Pillow are single-threaded.  ``threads=None`` means 1 thread for everyone,
 so that the ratios compare like with like.
 
@@ -79,6 +80,7 @@ import importlib
 import os
 import random
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -162,6 +164,8 @@ def select_workloads(ids: str | Sequence | None) -> list[Workload]:
         return list(WORKLOADS)
     if isinstance(ids, str):
         ids = [part for part in ids.split(",") if part.strip()]
+    if not ids:
+        raise ValueError("no workload named (choose e.g. W1,W6b)")
     chosen: list[Workload] = []
     for item in ids:
         if isinstance(item, Workload):
@@ -297,7 +301,9 @@ def torch_variants(w: Workload, x: np.ndarray, out_shape: tuple) -> list[Variant
 
     t = torch.from_numpy(x)
     native, other = ("NCHW", "channels_last") if w.layout == "CHW" else ("channels_last", "NCHW")
-    view = t.unsqueeze(0) if w.layout == "CHW" else t.permute(2, 0, 1).unsqueeze(0)
+    # NCHW over the array as it lies: HWC gives channels_last strides (N's stride H*W*C, so
+    # that PyTorch takes its channels_last kernel)
+    view = t.unsqueeze(0) if w.layout == "CHW" else t.unsqueeze(0).permute(0, 3, 1, 2)
     if w.layout == "CHW":
         def back(o):
             return o[0].numpy()
@@ -486,10 +492,6 @@ class _PeerThreads:
 
     def __enter__(self):
         if "torch" in self.modules:
-            # PyTorch's OpenMP threads otherwise spin for milliseconds after each call, taking
-            # the cores from whatever is timed next (measured: poolcli 6.1 -> 9.5 ms on W1).
-            # Read when torch loads, so only if this process has not loaded it yet.
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             import torch
             old = torch.get_num_threads()
             torch.set_num_threads(self.threads)
@@ -537,6 +539,7 @@ class _Timed:
     runs: int
     variant: str | None = None
     times: list[float] = field(default_factory=list)
+    error: str | None = None  # raised in a timed run: timed no more, reported as an error
 
 
 def _time_round_robin(timed: list[_Timed], repeat: int) -> None:
@@ -553,9 +556,13 @@ def _time_round_robin(timed: list[_Timed], repeat: int) -> None:
     try:
         for i in range(repeat):
             for item in order.sample(timed, len(timed)):
-                if i < item.runs:
+                if i < item.runs and item.error is None:
                     t0 = time.perf_counter()
-                    item.run()
+                    try:
+                        item.run()
+                    except Exception as error:  # noqa: BLE001 -- one row, not the whole run
+                        item.error = _first_line(error)
+                        continue
                     item.times.append(time.perf_counter() - t0)
     finally:
         if enabled:
@@ -592,6 +599,11 @@ def run_bench(quick: bool = False, threads: int | None = None, repeat: int | Non
     slow_budget_s: a peer variant whose first run takes longer than budget/repeat is timed
     fewer runs (default 10 s, quick 1.5 s).
     """
+    if "torch" not in sys.modules:
+        # PyTorch's OpenMP threads otherwise spin for milliseconds after each call, taking the
+        # cores from whatever is timed next (measured: poolcli 6.1 -> 9.5 ms on W1). OpenMP
+        # reads this once, when torch loads: before the peers are imported below.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     threads = max(1, int(threads or 1))
     repeat = int(repeat or (3 if quick else 7))
     size = shapes or (QUICK if quick else FULL)
@@ -652,8 +664,10 @@ def _run_workload(w, size, x, dst, threads, repeat, budget, peers, versions,
     except Exception as error:  # noqa: BLE001 -- reported, not raised
         return [row("poolcli", "error", _first_line(error), used_threads=threads)]
     run_into, _ = poolcli_call(w, x, threads, np.empty_like(ref))
+    into_differs = None if np.array_equal(run_into(), ref, equal_nan=True) else (
+        "differs from poolcli's own result")  # checked like every implementation
     copy, read = bound_calls(x, dst, threads, executor)
-    run_into(), copy(), read()
+    copy(), read()
     timed = [_Timed("poolcli", run_pool, repeat), _Timed("poolcli out=", run_into, repeat),
              _Timed("copy bound", copy, repeat), _Timed("read bound", read, repeat)]
     own = len(timed)  # poolcli's rows and the bounds; the peers' variants follow
@@ -666,35 +680,51 @@ def _run_workload(w, size, x, dst, threads, repeat, budget, peers, versions,
         notes["read bound"] += split
     peer_rows: dict[str, dict] = {}
     for peer in peers:
-        peer_rows[peer.name], found = _check_peer(peer, w, x, ref, repeat, budget, row)
+        peer_rows[peer.name], found = _check_peer(peer, w, x, ref, repeat, budget, row,
+                                                  threads)
         timed += found
     del ref
     _time_round_robin(timed, repeat)
 
-    rows = [row(t.impl, "ok", notes[t.impl], times=t.times, runs=len(t.times),
-                used_threads=threads)
-            for t in timed[:own]]
+    rows = [row(t.impl, "ok", notes[t.impl], times=t.times, runs=len(t.times))
+            if t.error is None else row(t.impl, "error", t.error) for t in timed[:own]]
+    if into_differs:
+        rows[1] = row("poolcli out=", "mismatch", into_differs)
     for peer in peers:
-        candidates = [t for t in timed[own:] if t.impl == peer.name]
+        tried = [t for t in timed[own:] if t.impl == peer.name]
+        candidates = [t for t in tried if t.error is None]
         r = peer_rows[peer.name]
+        failed = [f"{t.variant}: {t.error}" for t in tried if t.error is not None]
         if candidates:
             best = min(candidates, key=lambda t: statistics.median(t.times))
             others = [f"{t.variant}: {statistics.median(t.times) * 1e3:.1f} ms"
                       for t in candidates if t is not best]
             extra = [r["note"]] if r["note"] else []
             extra += ["also " + "; ".join(others)] if others else []
+            extra += failed
             if best.runs < repeat:
                 extra.insert(0, f"slow: timed {best.runs} of {repeat} runs")
-            used = threads if peer.module in ("torch", "cv2") else 1
-            r = row(peer.name, "ok", "; ".join(extra), best.variant, best.times, best.runs, used)
+            r = row(peer.name, "ok", "; ".join(extra), best.variant, best.times, best.runs,
+                    _threads_of(peer, threads))
+            r["_variants"] = {t.variant: statistics.median(t.times) * 1e3 for t in candidates}
+        elif failed:
+            r = row(peer.name, "error", "; ".join(failed), used_threads=_threads_of(peer, threads))
         rows.append(r)
     _ratios(rows)
     return rows
 
 
-def _check_peer(peer, w, x, ref, repeat, budget, row) -> tuple[dict, list[_Timed]]:
+def _threads_of(peer: Peer, threads: int) -> int:
+    """The threads a peer runs with: PyTorch and OpenCV take the run's, the others run on one."""
+    return threads if peer.module in ("torch", "cv2") else 1
+
+
+def _check_peer(peer, w, x, ref, repeat, budget, make_row,
+                threads) -> tuple[dict, list[_Timed]]:
     """Build a peer's variants, run each once and compare it with poolcli's result.
     Returns the row to report when nothing passes (or a note to keep) and the variants to time."""
+    def row(impl, status, note):
+        return make_row(impl, status, note, used_threads=_threads_of(peer, threads))
     try:
         variants = peer.variants(w, x, ref.shape)
     except Unsupported as why:
@@ -739,18 +769,29 @@ def _ratios(rows: list[dict]) -> None:
         r["mb_per_s"] = nbytes / 1e6 / (m / 1e3) if m > 0 else None
 
 
+def _median_of(row: dict, variant: str | None) -> float | None:
+    """A row's median for ``variant``: a peer's best variant may differ between workloads, and
+    its other variants' medians are kept (``_variants``, not written out)."""
+    if variant == row["variant"]:
+        return row["time_ms_median"]
+    return row.get("_variants", {}).get(variant)
+
+
 def _window_ratios(rows: list[dict], chosen: list[Workload]) -> None:
     """For a workload with ``compare_to`` (W5): each implementation's median over its median on
     the companion workload (W5-5x5), as ``window_ratio`` and in the note."""
     for w in chosen:
         if not w.compare_to:
             continue
-        other = {r["impl"]: r["time_ms_median"] for r in rows
+        other = {r["impl"]: r for r in rows
                  if r["workload"] == w.compare_to and r["status"] == "ok"}
         for r in rows:
-            if (r["workload"] == w.id and r["status"] == "ok" and other.get(r["impl"])
-                    and r["impl"] not in BOUNDS):
-                r["window_ratio"] = r["time_ms_median"] / other[r["impl"]]
+            if r["workload"] != w.id or r["status"] != "ok" or r["impl"] in BOUNDS \
+                    or r["impl"] not in other:
+                continue
+            companion = _median_of(other[r["impl"]], r["variant"])  # like by like
+            if companion:
+                r["window_ratio"] = r["time_ms_median"] / companion
                 text = f"x{r['window_ratio']:.2f} the time of {w.compare_to}"
                 r["note"] = f"{text}; {r['note']}" if r["note"] else text
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -231,3 +233,94 @@ def test_rounds_run_every_implementation_in_changing_orders():
     assert sorted(calls) == sorted(["a", "b", "c"] * 12 + ["slow"] * 3)
     before_a = {calls[i - 1] for i in range(1, len(calls)) if calls[i] == "a"}
     assert len(before_a) >= 2  # not always the same implementation right before it
+
+
+def test_a_peer_that_raises_while_timed_is_an_error_row_not_a_crash():
+    class FailsLater(CountingPeer):
+        def variants(self, w, x, out_shape):
+            [fine] = super().variants(w, x, out_shape)
+
+            def run():
+                if self.calls >= 1:  # the check run passes, a timed run raises
+                    raise MemoryError("out of memory")
+                return fine.run()
+            return [Variant("fake", run)]
+
+    flaky, steady = FailsLater("Flaky"), CountingPeer("Steady")
+    rows = tiny("W1", peers=[flaky.peer(), steady.peer()], repeat=3)
+    failed = by(rows, "W1", "Flaky")
+    assert failed["status"] == "error" and "MemoryError: out of memory" in failed["note"]
+    assert failed["time_ms_median"] is None and failed["ratio_to_poolcli"] is None
+    assert by(rows, "W1", "Steady")["status"] == "ok" and by(rows, "W1", "Steady")["runs"] == 3
+
+
+def test_the_window_ratio_divides_the_same_variant_on_both_sides():
+    class TwoWays:
+        """Variant 'a' is fast on W5-5x5, 'b' on W5: each workload's best differs."""
+
+        def variants(self, w, x, out_shape):
+            want = reference(w, x)
+            slow = w.id == "W5"
+
+            def a():
+                if slow:
+                    sum(range(200000))
+                return want
+
+            def b():
+                if not slow:
+                    sum(range(200000))
+                return want
+            return [Variant("a", a), Variant("b", b)]
+
+    rows = tiny("W5", peers=[Peer("Two", None, TwoWays().variants)], repeat=3)
+    w5, w5_5 = by(rows, "W5", "Two"), by(rows, "W5-5x5", "Two")
+    assert (w5["variant"], w5_5["variant"]) == ("b", "a")
+    also = float(w5_5["note"].split("b: ")[1].split(" ms")[0])  # W5-5x5's time of variant b
+    assert w5["window_ratio"] == pytest.approx(w5["time_ms_median"] / also, rel=0.06)
+    assert "_variants" not in json_rows(rows)[0]
+
+
+def test_single_threaded_peers_report_one_thread_whatever_their_status():
+    broken = CountingPeer("Broken", raises=RuntimeError("no kernel"))
+    rows = tiny("W1", peers=[broken.peer()], threads=2)
+    assert by(rows, "W1", "Broken")["threads"] == 1
+
+
+def test_no_workload_named_is_refused():
+    for ids in ("", " , "):
+        with pytest.raises(ValueError, match="no workload named"):
+            select_workloads(ids)
+    result = CliRunner().invoke(cli, ["bench", "--workloads", " , "])
+    assert result.exit_code == 2
+
+
+def test_an_hwc_view_reaches_pytorch_with_channels_last_strides():
+    torch = pytest.importorskip("torch")
+    [w8] = select_workloads("W8")
+    x = bench.make_input((6, 8, 4), np.float32)
+    native = bench.torch_variants(w8, x, (3, 4, 4))[0]
+    result = native.run()
+    assert result.is_contiguous(memory_format=torch.channels_last)  # PyTorch's NHWC kernel ran
+    np.testing.assert_array_equal(native.to_array(result), pool(x, "max", 2, layout="HWC"))
+
+
+def test_pytorch_threads_are_told_to_wait_passively_before_torch_loads(tmp_path):
+    pytest.importorskip("torch")
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import os, sys\n"
+        "seen = []\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' and not seen:\n"
+        "            seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "from pool_cli import bench\n"
+        "bench.run_bench(shapes=bench.TINY, workloads='W1', repeat=1,\n"
+        "                peers=[p for p in bench.PEERS if p.module == 'torch'])\n"
+        "print(seen)\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert out.strip() == "['PASSIVE']"
