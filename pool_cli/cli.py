@@ -466,6 +466,10 @@ class Interrupted(BaseException):
 
 
 def _interrupt(signum, frame):
+    # Once: a second signal (Ctrl-C twice, or `timeout` signalling the whole process group)
+    # must not cut the unwinding short, which finishes or removes the files under way
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
 
 

@@ -390,7 +390,7 @@ def check_output(path: str, dest: str, overwrite: bool, inputs: set[str],
         raise PoolError(f"{path}: output {dest} would replace an input")
     if claim is not None:
         claim(real)
-    if os.path.exists(dest) and not overwrite:
+    if os.path.exists(dest) and not overwrite and not io.writes_in_place(dest):
         raise PoolError(f"{path}: output {dest} exists (use --overwrite to replace it)")
     return real
 

@@ -679,11 +679,17 @@ def _emit(dest: str, fmt: str, encode, overwrite: bool, stdout: BinaryIO | None)
     if dest != "-":
         _write_atomically(dest, fmt, encode, overwrite)
         return
+    out = stdout if stdout is not None else sys.stdout.buffer
+    out.write(_encoded(dest, fmt, encode))
+    out.flush()
+
+
+def _encoded(dest: str, fmt: str, encode: Encoder) -> bytes:
+    """The whole encoding, in memory: for standard output and devices, which cannot seek (as
+    encoders may) and must not get half an output."""
     buffer = io.BytesIO()
     _run_encoder(dest, fmt, encode, buffer)
-    out = stdout if stdout is not None else sys.stdout.buffer
-    out.write(buffer.getvalue())
-    out.flush()
+    return buffer.getvalue()
 
 
 def _check_quality(jpeg_quality: int, png_compression: int) -> None:
@@ -1035,11 +1041,31 @@ def _filter_cost(filtered: np.ndarray) -> np.ndarray:
     return np.take(_SIGNED_MAGNITUDE, filtered).sum(axis=1, dtype=np.int64)
 
 
+def writes_in_place(path: str) -> bool:
+    """Whether ``path`` is (or links to) a device or a FIFO, such as ``/dev/null``: written to
+    as it is, never replaced by a file (nothing there can be half-written or lost)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
 def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> None:
     if os.path.isdir(dest):
         raise PoolError(f"{dest}: is a directory")
+    if writes_in_place(dest):
+        data = _encoded(dest, fmt, encode)
+        try:
+            with open(dest, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise _write_error(dest, exc) from exc
+        return
     if not overwrite and os.path.lexists(dest):
         raise _exists_error(dest)
+    if os.path.islink(dest):  # replace the file it names; the link stays
+        dest = os.path.realpath(dest)
     parent = os.path.dirname(dest) or "."
     created = _missing_folders(parent)
     attempted: list[str] = []  # temporary files this write may have made

@@ -20,8 +20,10 @@ import os
 import pickle
 import shlex
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -1608,3 +1610,39 @@ class TestSubprocess:
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
         assert sorted(p.name for p in out.iterdir()) == [f"in{i:02d}_max.png" for i in range(4)]
+
+
+def test_a_fifo_output_is_written_through_not_replaced(tmp_path):
+    x = npy()
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    run("max", "x.npy", "-o", str(fifo), "-q")  # it exists, yet nothing there is replaced
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert np.array_equal(np.load(io.BytesIO(received[0])), pool(x, "max"))
+
+
+def test_overwriting_through_a_symlink_replaces_the_file_it_names():
+    npy()
+    os.makedirs("real")
+    Path("real/old.npy").write_bytes(b"old")
+    os.symlink("real/old.npy", "link.npy")
+    run("max", "x.npy", "-o", "link.npy", code=1)  # exists: kept without --overwrite
+    run("max", "x.npy", "-o", "link.npy", "--overwrite", "-q")
+    assert os.path.islink("link.npy") and np.load("real/old.npy").shape == (2, 3, 4, 5)
+
+
+def test_a_second_signal_does_not_cut_the_unwinding_short():
+    from pool_cli.cli import Interrupted, _interrupt
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(Interrupted):
+            _interrupt(signal.SIGTERM, None)
+        assert all(signal.getsignal(s) == signal.SIG_IGN for s in before)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
