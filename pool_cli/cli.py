@@ -195,18 +195,18 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
 
 
 def _check_outputs(output: str | None, fmt: str | None, items) -> None:
-    from .engine import is_folder_output, named_format, names_one_file
+    from .engine import is_folder_output, is_template, named_format, names_one_file
 
     named = named_format(output)
     if fmt and named and named != fmt:
         raise click.UsageError(f"-o {output} names a {named} file but --format is {fmt}")
     extension = os.path.splitext(output or "")[1]
-    literal = "{" in (output or "") and extension and "{" not in extension  # {stem}.xyz
+    literal = is_template(output) and extension and "{" not in extension  # {stem}.xyz
     if (names_one_file(output) or literal) and not named and not fmt:
         raise click.UsageError(f"-o {output}: unknown output format "
                                "(use an extension like .png or .npy, or --format)")
-    if output is None or len(items) < 2 or "{" in output or is_folder_output(output):
-        if output and "{" in output:
+    if output is None or len(items) < 2 or is_template(output) or is_folder_output(output):
+        if is_template(output):
             try:
                 output.format(stem="x", mode="max", ext=".png")
             except (KeyError, IndexError, ValueError) as error:

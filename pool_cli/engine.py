@@ -179,7 +179,7 @@ def output_path(source: Source, options: OutputOptions, mode: str, fmt: str,
     ext = Path(source.path).suffix if keep_suffix else io.extension_for_format(fmt)
     if out is None:
         return str(Path(source.path).with_name(f"{stem}_{mode}{ext}"))
-    if "{" in out:
+    if is_template(out):
         return out.format(stem=stem, mode=mode, ext=ext)
     if is_folder_output(out):
         return str(Path(out) / source.subdir / f"{stem}_{mode}{ext}")
@@ -188,7 +188,12 @@ def output_path(source: Source, options: OutputOptions, mode: str, fmt: str,
 
 def names_one_file(out: str | None) -> bool:
     """``-o`` is a plain file path: not a folder, a template or standard output."""
-    return bool(out) and out != "-" and "{" not in out and not is_folder_output(out)
+    return bool(out) and out != "-" and not is_template(out) and not is_folder_output(out)
+
+
+def is_template(out: str | None) -> bool:
+    """``-o`` is a template: it holds ``{`` and is not an existing folder (whose name may)."""
+    return out is not None and "{" in out and not os.path.isdir(out)
 
 
 def is_folder_output(out: str | None) -> bool:
@@ -233,6 +238,10 @@ class Batch:
         self.inputs = {os.path.realpath(s.path) for s in sources if s.path != "-"}
         self.claimed: dict[str, Source] = {}
         self.lock = threading.Lock()
+        # outputs are claimed in input order whatever -j does: the first mention of a file,
+        # or the first of two inputs with one output, wins, as it does one at a time
+        self.turn = threading.Condition(self.lock)
+        self.next_turn, self.turns_passed = 0, set()
 
     def run(self, items: list[Source | Result], jobs: int = 1,
             on_done: Callable[[], None] | None = None,
@@ -245,8 +254,11 @@ class Batch:
         finished = [] if finished is None else finished
 
         def one(index, item):
-            results = self.pool_file(item) if isinstance(item, Source) else [
-                dataclasses.replace(item, mode=self.spec.mode.name)]
+            try:
+                results = self.pool_file(item, index) if isinstance(item, Source) else [
+                    dataclasses.replace(item, mode=self.spec.mode.name)]
+            finally:  # failed before its claim, or never claiming: the next may go on
+                self._pass_turn(index)
             finished.append((index, results))  # list.append is atomic: threads may share it
             if on_done:
                 on_done()
@@ -267,12 +279,13 @@ class Batch:
             batches = [one(i, item) for i, item in enumerate(items)]
         return [result for results in batches for result in results]
 
-    def pool_file(self, source: Source) -> list[Result]:
+    def pool_file(self, source: Source, turn: int | None = None) -> list[Result]:
         """Load, pool and save one input; every failure becomes a failed row naming it, with
-        what was known by then (the input's shape and dtype, the output's path)."""
+        what was known by then (the input's shape and dtype, the output's path). ``turn``: its
+        place in the batch, in whose order outputs are claimed."""
         blank = Result(source.path, self.spec.mode.name, ceil_mode=self.spec.ceil_mode)
         try:
-            return self._pool_file(source, blank)
+            return self._pool_file(source, blank, turn)
         except PoolError as error:
             return [self._failed(blank, str(error), source.path)]
         except MemoryError:
@@ -280,7 +293,7 @@ class Batch:
         except Exception as error:  # a batch must outlive one bad file, whatever went wrong
             return [self._failed(blank, f"{type(error).__name__}: {error}", source.path)]
 
-    def _pool_file(self, source: Source, blank: Result) -> list[Result]:
+    def _pool_file(self, source: Source, blank: Result, turn: int | None) -> list[Result]:
         start = time.perf_counter()
         loaded = io.read_input(source.path)
         blank.load_ms = load_ms = (time.perf_counter() - start) * 1e3
@@ -289,7 +302,7 @@ class Batch:
             blank.input_shape, blank.input_dtype = list(array.shape), str(array.dtype)
         fmt = output_format(self.options, loaded)
         blank.output = dest = destination(source, self.options, self.spec.mode.name, fmt)
-        self._claim(source, dest)
+        self._claim(source, dest, turn)
         rows, outputs = [], {}
         for key, array in loaded.arrays.items():
             name = source.path if key is None else f"{source.path}[{key}]"
@@ -359,11 +372,30 @@ class Batch:
         row.save_ms = total_ms - pool_s * 1e3
         return row
 
-    def _claim(self, source: Source, dest: str) -> None:
-        """Refuse an output that is an input, exists already, or another input's output."""
-        if dest == "-":
-            return
+    def _claim(self, source: Source, dest: str, turn: int | None = None) -> None:
+        """Refuse an output that is an input, exists already, or another input's output
+        (claimed once every earlier ``turn`` has claimed or failed)."""
+        if turn is not None:
+            with self.turn:
+                self.turn.wait_for(lambda: self.next_turn >= turn)
+        try:
+            if dest != "-":
+                self._claim_output(source, dest)
+        finally:
+            if turn is not None:
+                self._pass_turn(turn)
 
+    def _pass_turn(self, turn: int) -> None:
+        with self.turn:
+            if turn >= self.next_turn:
+                self.turns_passed.add(turn)
+            while self.next_turn in self.turns_passed:
+                self.turns_passed.remove(self.next_turn)
+                self.next_turn += 1
+            self.turn.notify_all()
+
+    def _claim_output(self, source: Source, dest: str) -> None:
+        """``dest`` for ``source``, or a PoolError saying who has it or why it cannot be."""
         def claim(real: str) -> None:  # before the exists check: an earlier input wrote it
             with self.lock:
                 other = self.claimed.setdefault(real, source)

@@ -1116,6 +1116,8 @@ def _create_temp(parent: str, name: str, attempted: list[str]) -> int:
     """Open a new temporary file in ``parent``, its name appended to ``attempted`` before it
     is created: a signal can land between the file's creation and this call's return."""
     # os.open with 0o666 lets the umask set the final permissions (mkstemp uses 0o600).
+    while len(os.fsencode(name)) > 240:  # the name, ".", 8 hex digits and ".tmp" in 255 bytes
+        name = name[:-1]
     for _ in range(100):
         attempted.append(os.path.join(parent, f".{name}.{os.urandom(4).hex()}.tmp"))
         try:

@@ -1646,3 +1646,39 @@ def test_a_second_signal_does_not_cut_the_unwinding_short():
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def test_with_jobs_the_first_input_still_wins_a_shared_output(monkeypatch):
+    from pool_cli import engine
+
+    npy("a/x.npy")
+    npy("b/x.npy", seed=1)
+    real_read = engine.io.read_input
+
+    def slow_first(path, *args, **kwargs):
+        if path.startswith("a/"):
+            time.sleep(0.3)  # the later input is loaded, and would claim, first
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(engine.io, "read_input", slow_first)
+    rows = json_rows(run("max", "a/x.npy", "b/x.npy", "a/x.npy", "-o", "out/", "-j", "3",
+                         "--json", code=1).stdout)
+    assert [(r["input"], r["ok"]) for r in rows] == [
+        ("a/x.npy", True), ("b/x.npy", False), ("a/x.npy", False)]
+    assert "is also the output of a/x.npy" in rows[1]["error"]
+    assert "given more than once" in rows[2]["error"]
+    assert np.array_equal(np.load("out/x_max.npy"), pool(np.load("a/x.npy"), "max"))
+
+
+def test_an_existing_folder_with_braces_in_its_name_is_a_folder_not_a_template():
+    npy()
+    os.makedirs("runs{1}")
+    run("max", "x.npy", "-o", "runs{1}", "-q")
+    assert os.listdir("runs{1}") == ["x_max.npy"]
+
+
+def test_an_output_name_near_the_length_limit_is_written():
+    name = "a" * 240  # its output, a_..._max.npy, fits 255 bytes; ".name.xxxxxxxx.tmp" would not
+    npy(f"{name}.npy")
+    run("max", f"{name}.npy", "-q")
+    assert os.path.exists(f"{name}_max.npy") and not [f for f in os.listdir() if f.endswith(".tmp")]
