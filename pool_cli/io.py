@@ -369,6 +369,8 @@ def _load_npz(name: str, f: BinaryIO) -> dict[str | None, np.ndarray]:
                 if not isinstance(value, np.ndarray):
                     raise PoolError(f"{name}: member {key!r} is not a .npy array")
                 arrays[key] = value
+    except PoolError:  # a ValueError too, but said already
+        raise
     except _numpy_decode_errors() as exc:
         if _is_pickle_refusal(exc):
             raise _object_refusal(name) from exc

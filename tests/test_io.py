@@ -1329,3 +1329,14 @@ def test_stored_dtype_of_an_array_written_as_an_image_is_the_dtype_written(tmp_p
     assert next(iter(pio.read_input(dest).arrays.values())).dtype == stored
     assert pio.stored_dtype("npy", like, array) == array.dtype
     assert pio.stored_dtype("png", like, np.zeros((4, 5), np.float64)) == np.float64  # refused later
+
+
+def test_an_npz_member_that_is_not_an_array_is_named_once(tmp_path):
+    import zipfile
+
+    path = tmp_path / "mixed.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("readme.txt", "not an array")
+    with pytest.raises(PoolError) as exc:
+        read_input(str(path))
+    assert str(exc.value) == f"{path}: member 'readme.txt' is not a .npy array"
