@@ -180,7 +180,8 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
                             f"of this command for other inputs (an earlier run's)")
     sources = [item for item in items if isinstance(item, engine.Source)]
     batch = engine.Batch(spec, options, sources, threads)
-    data_on_stdout = output == "-" or (output is None and "-" in inputs)
+    data_on_stdout = (output == "-" or (output is None and "-" in inputs)
+                      or _is_standard_output(output))
     start, finished = time.perf_counter(), []
     try:
         with report.progress(len(items), enabled=not quiet) as advance:
@@ -216,6 +217,15 @@ def _check_outputs(output: str | None, fmt: str | None, items) -> None:
     what = "standard output" if output == "-" else f"one file ({output})"
     raise click.UsageError(f"-o names {what} but there are {len(items)} inputs: "
                            "give a folder or a template like out/{stem}_{mode}{ext}")
+
+
+def _is_standard_output(path: str | None) -> bool:
+    """``-o /dev/stdout`` and the like: the file standard output writes to (the report then
+    goes to standard error, as with ``-o -``)."""
+    try:
+        return path is not None and os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):  # no such file; no real standard output (a test runner)
+        return False
 
 
 def _finish(results, elapsed: float, data_on_stdout: bool, as_json: bool, quiet: bool) -> None:
@@ -475,9 +485,18 @@ def _interrupt(signum, frame):
 
 def main() -> None:
     """Entry point of the ``poolcli`` console script."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # kept ignored (a background job)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:  # kept ignored (a background job)
             signal.signal(signum, _interrupt)
+    try:
+        _run_cli()
+    finally:  # as they were (after a stop they ignore signals, for the unwinding)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_cli() -> None:
     try:
         cli(prog_name="poolcli")
     except BrokenPipeError:

@@ -272,8 +272,9 @@ class Batch:
                         started.append(pool.submit(one, i, item))
                     batches = [done.result() for done in started]
                 except BaseException:  # interrupted: files under way finish, no new one starts
-                    for done in started:
-                        done.cancel()
+                    for i, done in enumerate(started):
+                        if done.cancel():  # never runs: a later item may wait for its turn
+                            self._pass_turn(i)
                     raise
         else:
             batches = [one(i, item) for i, item in enumerate(items)]

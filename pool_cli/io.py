@@ -16,6 +16,7 @@ that importing this module stays cheap.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import mmap
 import os
@@ -1053,30 +1054,51 @@ def writes_in_place(path: str) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
+def _write_in_place(dest: str, data: bytes) -> None:
+    """Write a whole output into a device or a FIFO. A FIFO is opened without blocking first:
+    with no reader it would wait forever, past any signal, in a worker thread."""
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise PoolError(f"{dest}: cannot write (a named pipe with no reader)") from exc
+        raise _write_error(dest, exc) from exc
+    try:
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb") as f:
+            fd = None
+            f.write(data)
+    except OSError as exc:
+        raise _write_error(dest, exc) from exc
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> None:
     if os.path.isdir(dest):
         raise PoolError(f"{dest}: is a directory")
     if writes_in_place(dest):
-        data = _encoded(dest, fmt, encode)
-        try:
-            with open(dest, "wb") as f:
-                f.write(data)
-        except OSError as exc:
-            raise _write_error(dest, exc) from exc
+        _write_in_place(dest, _encoded(dest, fmt, encode))
         return
     if not overwrite and os.path.lexists(dest):
         raise _exists_error(dest)
-    if os.path.islink(dest):  # replace the file it names; the link stays
+    linked = os.path.islink(dest)
+    if linked:  # replace the file it names; the link stays
         dest = os.path.realpath(dest)
     parent = os.path.dirname(dest) or "."
-    created = _missing_folders(parent)
+    # a link's target is written where it points, as `>` would, never into new folders
+    created = [] if linked else _missing_folders(parent)
     attempted: list[str] = []  # temporary files this write may have made
     try:
         try:
-            os.makedirs(parent, exist_ok=True)
+            if not linked:
+                os.makedirs(parent, exist_ok=True)
             try:
                 fd = _create_temp(parent, os.path.basename(dest), attempted)
             except FileNotFoundError:  # another write's failure removed the new folder meanwhile
+                if linked:
+                    raise
                 os.makedirs(parent, exist_ok=True)
                 fd = _create_temp(parent, os.path.basename(dest), attempted)
         except OSError as exc:

@@ -23,7 +23,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -1616,13 +1615,16 @@ def test_a_fifo_output_is_written_through_not_replaced(tmp_path):
     x = npy()
     fifo = tmp_path / "pipe.npy"
     os.mkfifo(fifo)
-    received = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
-    reader.start()
-    run("max", "x.npy", "-o", str(fifo), "-q")  # it exists, yet nothing there is replaced
-    reader.join(10)
+    line = error_lines(run("max", "x.npy", "-o", str(fifo), code=1))[0]
+    assert line.endswith("cannot write (a named pipe with no reader)")  # never hangs
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader; the output fits the pipe
+    try:
+        run("max", "x.npy", "-o", str(fifo), "-q")  # it exists, yet nothing there is replaced
+        received = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
-    assert np.array_equal(np.load(io.BytesIO(received[0])), pool(x, "max"))
+    assert np.array_equal(np.load(io.BytesIO(received)), pool(x, "max"))
 
 
 def test_overwriting_through_a_symlink_replaces_the_file_it_names():
@@ -1682,3 +1684,61 @@ def test_an_output_name_near_the_length_limit_is_written():
     npy(f"{name}.npy")
     run("max", f"{name}.npy", "-q")
     assert os.path.exists(f"{name}_max.npy") and not [f for f in os.listdir() if f.endswith(".tmp")]
+
+
+
+def test_overwriting_through_a_dangling_link_makes_no_folders():
+    npy()
+    os.makedirs("links")
+    os.symlink("../nowhere/deep/t.npy", "links/dangling.npy")
+    run("max", "x.npy", "-o", "links/dangling.npy", "--overwrite", code=1)
+    assert not os.path.exists("nowhere")
+
+
+def test_main_gives_the_signal_handlers_back():
+    from pool_cli import cli as cli_module
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    argv = sys.argv
+    try:
+        sys.argv = ["poolcli", "--version"]
+        with pytest.raises(SystemExit):
+            cli_module.main()
+    finally:
+        sys.argv = argv
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+
+def test_an_item_cancelled_by_a_stop_does_not_leave_a_later_one_waiting(tmp_path):
+    """A worker takes item 1 off the queue but has not started it when Ctrl-C comes: item 1
+    is cancelled, and item 2, already running, must not wait for item 1's claim forever."""
+    for name in "abc":
+        np.save(tmp_path / f"{name}.npy", np.zeros((4, 4)))
+    script = tmp_path / "race.py"
+    script.write_text(
+        "import os, signal, sys, threading, time\n"
+        "import concurrent.futures.thread as cft\n"
+        "from pool_cli import cli\n"
+        "orig = cft._WorkItem.run\n"
+        "def run(self):\n"
+        "    if self.args and self.args[0] == 1:\n"
+        "        time.sleep(1.0)\n"
+        "    return orig(self)\n"
+        "cft._WorkItem.run = run\n"
+        "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+        "sys.argv = ['poolcli', 'max', 'a.npy', 'b.npy', 'c.npy', '-o', 'out_{stem}.npy',\n"
+        "            '-j', '2', '-q']\n"
+        "cli.main()\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 130, done.stderr
+
+
+def test_dev_stdout_as_output_keeps_the_report_off_the_data(tmp_path):
+    x = np.arange(24.0).reshape(2, 3, 4)
+    np.save(tmp_path / "x.npy", x)
+    done = subprocess.run([sys.executable, "-m", "pool_cli", "max", "x.npy", "-o", "/dev/stdout",
+                           "--format", "npy"], cwd=tmp_path, capture_output=True, check=True)
+    assert np.array_equal(np.load(io.BytesIO(done.stdout)), pool(x, "max"))  # nothing else
+    assert b"x.npy" in done.stderr  # the table went to standard error
