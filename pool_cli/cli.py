@@ -223,8 +223,9 @@ def _is_standard_output(path: str | None) -> bool:
     """``-o /dev/stdout`` and the like: the file standard output writes to (the report then
     goes to standard error, as with ``-o -``)."""
     try:
-        return path is not None and os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
-    except (OSError, ValueError):  # no such file; no real standard output (a test runner)
+        return (path is not None and os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+                and not os.path.samefile(path, os.devnull))  # both /dev/null: no data shown
+    except (OSError, ValueError, AttributeError):  # no such file; no real or no stdout at all
         return False
 
 
@@ -388,8 +389,8 @@ def compare(source, modes, repeat, channels, output, overwrite, as_json, quiet, 
 @click.option("--cmap", type=click.Choice(["viridis", "gray", "coolwarm", "viridis_r", "gray_r",
                                            "coolwarm_r"]), default="viridis", show_default=True)
 @click.option("--before-after", is_flag=True, help="Each channel before and after pooling, side by side.")
-@click.option("--mode", type=click.Choice(list(MODES)), default="max", show_default=True,
-              help="The pooling of --before-after.")
+@click.option("--mode", type=click.Choice(list(MODES)),
+              help="The pooling of --before-after.  [default: max]")
 @_apply(_geometry_options() + _PICTURE_OPTIONS + _report_options()[1:])
 def show(source, channels, page, normalize, cmap, before_after, mode, output, overwrite, quiet,
          **geometry):
@@ -398,8 +399,9 @@ def show(source, channels, page, normalize, cmap, before_after, mode, output, ov
 
     layout = geometry.pop("layout")
     given = _given(geometry)
-    if given and not before_after:
+    if (given or mode) and not before_after:
         raise click.UsageError("pooling options need --before-after")
+    mode = mode or "max"
     # checked with the layout, as for pooling: wrong letters or lists are usage errors
     spec = _spec(mode, {**given, "layout": layout}) if before_after else None
     if layout is not None and spec is None:

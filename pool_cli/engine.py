@@ -522,7 +522,7 @@ def show(path: str, layout: str | None, output: str | None, overwrite: bool, *, 
          normalize: str, cmap: str, page: int, before_after: PoolSpec | None) -> tuple[str, list[str]]:
     """``poolcli show``: a feature map as a grid of tiles (with its pooled version beside)."""
     from .visual import feature_grid
-    from .visual.render import describe_geometry
+    from .visual.render import describe_geometry, mode_title
 
     with _picture_job(path):
         x, layout, stem, _ = load_array(path, layout)
@@ -532,7 +532,8 @@ def show(path: str, layout: str | None, output: str | None, overwrite: bool, *, 
             spec = dataclasses.replace(before_after, layout=layout) if layout else before_after
             plan = spec.plan(x.shape)
             pair = (spec.run(x, plan), plan)
-            title += f": {spec.mode.name}, {describe_geometry(plan)}"
+            title += f": {mode_title(spec)}, {describe_geometry(plan)}" + (
+                ", ceil mode" if spec.ceil_mode else "")
         image, notes = feature_grid(x, layout, channels=channels, normalize=normalize, cmap=cmap,
                                     before_after=pair, page=page, title=title)
         io.save_picture(dest, image, overwrite=overwrite)

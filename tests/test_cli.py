@@ -1742,3 +1742,15 @@ def test_dev_stdout_as_output_keeps_the_report_off_the_data(tmp_path):
                            "--format", "npy"], cwd=tmp_path, capture_output=True, check=True)
     assert np.array_equal(np.load(io.BytesIO(done.stdout)), pool(x, "max"))  # nothing else
     assert b"x.npy" in done.stderr  # the table went to standard error
+
+
+
+def test_a_closed_standard_output_is_no_crash(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((4, 4)))
+    np.save(tmp_path / "y.npy", np.zeros(1))  # an output that exists is stat'ed
+    done = subprocess.run([sys.executable, "-m", "pool_cli", "max", "x.npy", "-o", "y.npy", "-q",
+                           "--overwrite"],
+                          cwd=tmp_path, capture_output=False, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, close_fds=True,
+                          preexec_fn=lambda: os.close(1))
+    assert done.returncode == 0 and b"Traceback" not in done.stderr

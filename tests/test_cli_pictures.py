@@ -767,3 +767,57 @@ def test_analyze_wide_integers_use_their_range_not_their_dtype_span():
     np.save("ids.npy", x)
     result = run("analyze", "ids.npy", "--windows", "2", "--modes", "max")
     assert f"data range {int(x.max() - x.min())}" in result.stdout
+
+
+def test_show_mode_without_before_after_is_a_usage_error():
+    chw_npy("maps.npy")
+    assert "--before-after" in run("show", "maps.npy", "--mode", "sum", code=2).stderr
+
+
+def test_show_sums_leave_each_tile_scale_on_their_own_and_share_one_when_global():
+    x = np.zeros((2, 12, 12), np.float32)
+    x[0] = rng().random((12, 12))   # c0 in [0, 1]: its 2x2 sums reach about 4
+    x[1, 5, 5] = 100                # c1 spans [0, 100]: the whole array's range hides c0's sums
+    np.save("two.npy", x)
+    spec = make_spec("sum", window=2)
+    plan = spec.plan(x.shape)
+    image, notes = feature_grid(x, None, before_after=(pool(x, "sum", window=2), plan), title="t")
+    assert any("own colour scale" in note for note in notes)
+    rgb = np.asarray(image.convert("RGB")).astype(int).sum(axis=2)
+    box = image.info["panel_boxes"][0]
+    c0_pooled = rgb[box[1]:box[3], (box[0] + box[2]) // 2 + 4:box[2]]
+    assert c0_pooled.max() - c0_pooled.min() > 200  # spread over the map, not one colour
+    y = np.stack([np.ones((8, 8)), 2 * np.ones((8, 8))]).astype(np.float32)
+    pooled = pool(y, "sum", window=2)  # 4 and 8: one shared scale keeps them apart
+    image, notes = feature_grid(y, None, normalize="global",
+                                before_after=(pooled, make_spec("sum", window=2).plan(y.shape)))
+    rgb = np.asarray(image.convert("RGB"))
+    rights = [rgb[(b[1] + b[3]) // 2, b[2] - 4] for b in image.info["panel_boxes"]]
+    assert not np.array_equal(rights[0], rights[1]) and any("own colour scale" in n for n in notes)
+
+
+def test_show_title_names_lp_power_and_ceil_mode():
+    chw_npy("maps.npy")
+    run("show", "maps.npy", "--before-after", "--mode", "lp", "--power", "3", "--ceil-mode",
+        "-w", "3", "-o", "lp.png")
+    x = np.load("maps.npy")
+    plan = make_spec("lp", window=3, power=3, ceil_mode=True).plan(x.shape)
+    expected = reference_grid(x, f"maps.npy: lp (p=3), {describe_geometry(plan)}, ceil mode",
+                              before_after=(pool(x, "lp", window=3, power=3, ceil_mode=True),
+                                            plan))
+    assert np.array_equal(np.asarray(open_png("lp.png")), expected)
+
+
+def test_analyze_lossless_is_judged_in_the_input_dtype_and_with_nan_in_place():
+    x = np.full((2, 8, 8), 2**60, np.int64)
+    x[..., ::2] += 1  # equal in float64, not in int64
+    np.save("wide.npy", x)
+    [row] = json_rows(run("analyze", "wide.npy", "--windows", "2", "--modes", "max",
+                          "--json").stdout)
+    assert row["lossless"] is False
+    y = chw_npy("nan.npy")
+    y[0, 0, 0] = np.nan
+    np.save("nan.npy", y)
+    [row] = json_rows(run("analyze", "nan.npy", "--windows", "1", "--modes", "max",
+                          "--json").stdout)
+    assert row["lossless"] is True and (row["ssim"], row["energy_kept"]) == (1.0, 1.0)

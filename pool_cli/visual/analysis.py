@@ -168,9 +168,11 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
         y, times = timed_run(spec, a, plan, repeat)  # parsed and planned once, above
         median = float(np.median(times))
         compared, compared_as = _on_input_scale(y, spec, plan, match_scale)
-        up = upscale_nearest(compared, a.shape, plan).astype(np.float64)
+        native = upscale_nearest(compared, a.shape, plan)
+        # in the input's own dtype: float64 would call int64s past 2^53 equal; NaN where NaN
+        lossless = bool(np.array_equal(a, native, equal_nan=a.dtype.kind == "f"))
+        up = native.astype(np.float64)
         described = plan.describe()
-        lossless = bool(np.array_equal(reference, up, equal_nan=True))  # NaN where NaN
         if compared_as == "output" and y.size and np.nanmax(y) > np.nanmax(a) \
                 and mode not in off_scale:
             off_scale.append(mode)
@@ -188,8 +190,8 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
             "mb_per_s": a.nbytes / 1e6 / median if median > 0 else float("inf"),
             "psnr_db": float("inf") if lossless else psnr(reference, up, L),
             "lossless": lossless,
-            "ssim": ssim_of(up),
-            "energy_kept": energy_kept(reference, up, layout),
+            "ssim": 1.0 if lossless else ssim_of(up),
+            "energy_kept": 1.0 if lossless else energy_kept(reference, up, layout),
             "compared_as": compared_as,
         })
         if compared_as != "output" and mode not in rescaled:

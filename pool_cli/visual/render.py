@@ -595,7 +595,6 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
         raise ValueError(f"reference shape {np.asarray(reference).shape} differs from {a.shape}")
     after = _before_after(before_after, a.shape, layout)
     after_tiles = None if after is None else np.transpose(after, perm)
-    after_own_scale = after is not None and not _within(after, _finite_range(ref))
 
     per_axis = [select_channels(channels, n) if letter == "C" else list(range(n))
                 for letter, n in zip(letters, tiles_of.shape[:-2])]
@@ -625,6 +624,13 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
 
     if normalize == "global":
         global_scale = _scale_of(*_overall_range(map(tile_range, every)), cmap, symmetric)
+    # pooled values beyond the input's scale (sums, Lp norms) get a scale of their own: one
+    # for all pooled halves with a global scale, else each tile's own
+    after_global = None
+    if after is not None and normalize == "global" and not _within(after, global_scale):
+        after_global = _scale_of(*_overall_range(_range_of(after_tiles[i]) for i in every),
+                                 cmap, symmetric)
+    after_own_scale = after_global is not None
     h, w = tiles_of.shape[-2:]
     zoom, shrink = _zoom_factors(h, w * (2 if after is not None else 1), min_tile,
                                  max_tile * (2 if after is not None else 1))
@@ -640,8 +646,10 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
         shown_range = tile_range(idx) if reference is None else _range_of(data)
         lines = [f"{_tile_name(letters, idx)}  {_range_label(shown_range)}"]
         if after_tiles is not None:
-            after_scale = (_scale_of(*_range_of(after_tiles[idx]), cmap, symmetric)
-                           if after_own_scale else scale)
+            after_scale = after_global or scale
+            if normalize != "global" and not _within(after_tiles[idx], scale):
+                after_scale = _scale_of(*_range_of(after_tiles[idx]), cmap, symmetric)
+                after_own_scale = True
             right = apply_colormap(_to_unit(after_tiles[idx], *after_scale), cmap)
             sep = np.full((h, max(1, round(4 / zoom)), 3), BACKGROUND, np.uint8)  # ~4 px
             rgb = np.concatenate([rgb, sep, right], axis=1)
@@ -720,7 +728,8 @@ class CompareResult(NamedTuple):
     rows: list[dict]
 
 
-def _mode_title(spec) -> str:
+def mode_title(spec) -> str:
+    """A spec's mode as labels show it: ``lp (p=3)``, ``avg (count pad)``, ``max``."""
     mode = spec.mode.name
     if mode == "lp":
         return f"lp (p={format_value(spec.power)})"
@@ -845,7 +854,7 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
         y, times = timed_run(spec, a, plan, repeat)
         ms = float(np.median(times)) * 1e3
         up = upscale_nearest(y, a.shape, plan)
-        label = _mode_title(spec)
+        label = mode_title(spec)
         if kind == "image":
             lo, hi = _finite_range(np.asarray(y))
             own = lo is not None and (lo < in_range[0] or hi > in_range[1])
