@@ -689,7 +689,8 @@ def _run_workload(w, size, x, dst, threads, repeat, budget, peers, versions,
     rows = [row(t.impl, "ok", notes[t.impl], times=t.times, runs=len(t.times))
             if t.error is None else row(t.impl, "error", t.error) for t in timed[:own]]
     if into_differs:
-        rows[1] = row("poolcli out=", "mismatch", into_differs)
+        rows = [row(r["impl"], "mismatch", into_differs) if r["impl"] == "poolcli out=" else r
+                for r in rows]
     for peer in peers:
         tried = [t for t in timed[own:] if t.impl == peer.name]
         candidates = [t for t in tried if t.error is None]

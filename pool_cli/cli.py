@@ -180,8 +180,7 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
                             f"of this command for other inputs (an earlier run's)")
     sources = [item for item in items if isinstance(item, engine.Source)]
     batch = engine.Batch(spec, options, sources, threads)
-    data_on_stdout = (output == "-" or (output is None and "-" in inputs)
-                      or _is_standard_output(output))
+    data_on_stdout = (output is None and "-" in inputs) or _carries_data(output)
     start, finished = time.perf_counter(), []
     try:
         with report.progress(len(items), enabled=not quiet) as advance:
@@ -219,12 +218,15 @@ def _check_outputs(output: str | None, fmt: str | None, items) -> None:
                            "give a folder or a template like out/{stem}_{mode}{ext}")
 
 
-def _is_standard_output(path: str | None) -> bool:
-    """``-o /dev/stdout`` and the like: the file standard output writes to (the report then
-    goes to standard error, as with ``-o -``)."""
+def _carries_data(output: str | None) -> bool:
+    """Whether ``-o`` sends the data to standard output: ``-``, or ``/dev/stdout`` and the
+    like, the file standard output writes to (the report then goes to standard error)."""
+    if output == "-":
+        return True
     try:
-        return (path is not None and os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
-                and not os.path.samefile(path, os.devnull))  # both /dev/null: no data shown
+        return (output is not None
+                and os.path.samestat(os.stat(output), os.fstat(sys.stdout.fileno()))
+                and not os.path.samefile(output, os.devnull))  # both /dev/null: no data shown
     except (OSError, ValueError, AttributeError):  # no such file; no real or no stdout at all
         return False
 
@@ -370,7 +372,7 @@ def compare(source, modes, repeat, channels, output, overwrite, as_json, quiet, 
     dest, rows, notes = _run_picture(lambda: engine.compare(
         source, names, layout, {**options, "channels": channels}, output, overwrite, repeat))
     _picture_report(dest, notes, quiet)
-    stream = sys.stderr if dest == "-" else sys.stdout
+    stream = sys.stderr if _carries_data(dest) else sys.stdout
     if quiet:
         pass
     elif as_json:
@@ -401,15 +403,13 @@ def show(source, channels, page, normalize, cmap, before_after, mode, output, ov
     given = _given(geometry)
     if (given or mode) and not before_after:
         raise click.UsageError("pooling options need --before-after")
-    mode = mode or "max"
-    # checked with the layout, as for pooling: wrong letters or lists are usage errors
-    spec = _spec(mode, {**given, "layout": layout}) if before_after else None
-    if layout is not None and spec is None:
-        _spec(mode, {"layout": layout})
+    # checked with the layout even without --before-after: wrong letters or lists are usage
+    # errors, as for pooling
+    spec = _spec(mode or "max", {**given, "layout": layout})
     _check_picture_output("-o", output)
     dest, notes = _run_picture(lambda: engine.show(
         source, layout, output, overwrite, channels=channels, normalize=normalize, cmap=cmap,
-        page=page - 1, before_after=spec))
+        page=page - 1, before_after=spec if before_after else None))
     _picture_report(dest, notes, quiet)
 
 
@@ -453,7 +453,7 @@ def analyze(source, modes, windows, strides, repeat, plot, overwrite, padding, l
         report.warning_line(line)
     if quiet:
         return
-    stream = sys.stderr if plot == "-" else sys.stdout
+    stream = sys.stderr if _carries_data(plot) else sys.stdout
     if as_json:
         report.json_lines(({"input": source, **row} for row in rows), stream)
     else:

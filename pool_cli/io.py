@@ -1064,15 +1064,11 @@ def _write_in_place(dest: str, data: bytes) -> None:
             raise PoolError(f"{dest}: cannot write (a named pipe with no reader)") from exc
         raise _write_error(dest, exc) from exc
     try:
-        os.set_blocking(fd, True)
-        with os.fdopen(fd, "wb") as f:
-            fd = None
+        with os.fdopen(fd, "wb") as f:  # closes fd whatever happens
+            os.set_blocking(fd, True)
             f.write(data)
     except OSError as exc:
         raise _write_error(dest, exc) from exc
-    finally:
-        if fd is not None:
-            os.close(fd)
 
 
 def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> None:

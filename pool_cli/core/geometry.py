@@ -200,14 +200,21 @@ class Axis:
         return _counts(self, include_pad)
 
 
-@functools.lru_cache(maxsize=1024)
-def _counts(g: Axis, include_pad: bool) -> np.ndarray:
-    # cached (every band asks again), so handed out read-only; counted, not enumerated: the
-    # taps j of output i inside [lo, hi) are those with lo <= i*s - pad_begin + j*d < hi
-    lo, hi = (-g.pad_begin, g.length + g.pad_end) if include_pad else (0, g.length)
+def _taps_inside(g: Axis, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output i, the first and last tap j inside ``[lo, hi)``: those with
+    ``lo <= i*s - pad_begin + j*d < hi`` (none where last < first). Computed, not enumerated,
+    so a window of 2**40 taps costs no more than one of 2."""
     start = np.arange(g.out, dtype=np.int64) * g.stride - g.pad_begin
     first = np.maximum(0, -((start - lo) // g.dilation))  # ceil((lo - start) / d)
     last = np.minimum(g.window - 1, (hi - 1 - start) // g.dilation)
+    return first, last
+
+
+@functools.lru_cache(maxsize=1024)
+def _counts(g: Axis, include_pad: bool) -> np.ndarray:
+    # cached (every band asks again), so handed out read-only
+    lo, hi = (-g.pad_begin, g.length + g.pad_end) if include_pad else (0, g.length)
+    first, last = _taps_inside(g, lo, hi)
     counts = np.maximum(last - first + 1, 0)
     counts.flags.writeable = False
     return counts
@@ -220,12 +227,9 @@ def _offset_ranges(g: Axis) -> tuple[tuple[int, int, int], ...]:
     # that reach the input are visited, never all 2**40 of them
     offsets: Iterable[int] = range(g.window)
     if g.window > g.out:
-        reached: set[int] = set()
-        for i in range(g.out):
-            start = i * g.stride - g.pad_begin
-            reached.update(range(max(0, _ceil_div(-start, g.dilation)),
-                                 min(g.window - 1, (g.length - 1 - start) // g.dilation) + 1))
-        offsets = sorted(reached)
+        first, last = _taps_inside(g, 0, g.length)
+        offsets = sorted(set().union(*(range(f, l + 1)
+                                       for f, l in zip(first.tolist(), last.tolist()))))
     ranges = []
     for j in offsets:
         lo = max(0, _ceil_div(g.pad_begin - j * g.dilation, g.stride))
@@ -310,10 +314,9 @@ def _int_tuple(value, name: str) -> tuple[int, ...]:
         value = value.tolist()  # a 0-d array gives its number
     items = value if isinstance(value, (tuple, list)) else (value,)
     try:
-        values = tuple(_whole(v) for v in items)
+        return tuple(_whole(v) for v in items)
     except ValueError:
         raise PoolError(f"{name} must be whole numbers, got {value!r}") from None
-    return values
 
 
 def _show(values: tuple) -> str:
