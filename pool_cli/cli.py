@@ -322,7 +322,18 @@ def bench(quick, threads, repeat, workloads, as_json):
                                                    f"{threads} threads, {took:.0f} s)")
 
 
-_CHANNELS = click.option("--channels", metavar="SEL",
+def _parsed_channels(ctx, param, value: str | None) -> str | None:
+    """A malformed selection is a usage error, before any file is read."""
+    if value is not None:
+        from .visual.render import parse_channels
+        try:
+            parse_channels(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+    return value
+
+
+_CHANNELS = click.option("--channels", metavar="SEL", callback=_parsed_channels,
                          help="Channels of a feature map to draw: 0:16, 3 or 0,2,5.  "
                               "[default: all (show: paged; compare: the first 16)]")
 

@@ -22,6 +22,7 @@ import numpy as np
 from . import io
 from .core import PoolError, PoolSpec, check_dtype
 from .core.geometry import DEFAULT_LAYOUTS
+from .core.plans import WindowPlan
 
 
 # A memory-mapped .npy is pooled in bands of this many input bytes (bounded memory).
@@ -312,6 +313,9 @@ class Batch:
                 spec = self._spec_for(loaded, array, fmt)
                 plan = spec.plan(array.shape)
             except PoolError as error:
+                if key is not None:  # the failed row names the member, as its row would
+                    blank.key, blank.input_shape = key, list(array.shape)
+                    blank.input_dtype = str(array.dtype)
                 raise PoolError(f"{name}: {error}") from None
             if isinstance(array, np.memmap) and fmt == "npy" and dest != "-":
                 return [self._stream(blank, source, loaded, array, spec, plan, dest, load_ms)]
@@ -351,12 +355,18 @@ class Batch:
             warnings=loaded.warnings + loaded.fallback_notes(fmt))
 
     def _stream(self, blank, source, loaded, array, spec, plan, dest, load_ms) -> Result:
-        """Pool a memory-mapped .npy in bands straight into the output file: bounded memory."""
+        """Pool a memory-mapped .npy in bands straight into the output file: bounded memory.
+
+        Bands are contiguous runs of the file: a Fortran-ordered input is split along its last
+        axis first, and its output is written in Fortran order too.
+        """
         pool_s = 0.0
+        fortran = (array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
+                   and isinstance(plan, WindowPlan))  # the other plans split by leading axes
 
         def pooled_bands():
             nonlocal pool_s
-            for band in plan.split(STREAM_BYTES, array.itemsize):
+            for band in plan.split(STREAM_BYTES, array.itemsize, "F" if fortran else "C"):
                 part = array[band.source]
                 start = time.perf_counter()
                 yield spec.run(part, band.plan, self.threads)
@@ -366,7 +376,7 @@ class Batch:
         start = time.perf_counter()
         dtype = spec.output_dtype(array.dtype)
         io.write_npy_stream(dest, plan.out_shape, dtype, pooled_bands(),
-                            overwrite=self.options.overwrite)
+                            overwrite=self.options.overwrite, fortran_order=fortran)
         total_ms = (time.perf_counter() - start) * 1e3
         row = self._row(blank, None, dest, "npy", loaded, array, plan, dtype, load_ms,
                         pool_s * 1e3)

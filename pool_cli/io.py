@@ -1204,8 +1204,10 @@ def stored_dtype(fmt: str, like: Loaded, array: np.ndarray) -> np.dtype:
 
 
 def write_npy_stream(dest: str, shape: tuple[int, ...], dtype: np.dtype,
-                     chunks: Iterable[np.ndarray], *, overwrite: bool = False) -> None:
-    """Write a ``.npy`` from C-ordered consecutive chunks, atomically, never all in memory.
+                     chunks: Iterable[np.ndarray], *, overwrite: bool = False,
+                     fortran_order: bool = False) -> None:
+    """Write a ``.npy`` from consecutive chunks, atomically, never all in memory: chunks
+    along the first axis, or with ``fortran_order`` along the last (stored in Fortran order).
 
     Examples
     --------
@@ -1216,12 +1218,12 @@ def write_npy_stream(dest: str, shape: tuple[int, ...], dtype: np.dtype,
     (2, 3)
     """
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-              "fortran_order": False, "shape": tuple(shape)}
+              "fortran_order": fortran_order, "shape": tuple(shape)}
 
     def encode(f: BinaryIO) -> None:
         np.lib.format.write_array_header_1_0(f, header)
-        for chunk in chunks:
-            f.write(np.ascontiguousarray(chunk, dtype=dtype).data)
+        for chunk in chunks:  # Fortran order: the transpose's C order
+            f.write(np.ascontiguousarray(chunk.T if fortran_order else chunk, dtype=dtype).data)
 
     _write_atomically(dest, "npy", encode, overwrite)
 

@@ -281,6 +281,39 @@ def test_the_window_ratio_divides_the_same_variant_on_both_sides():
     assert "_variants" not in json_rows(rows)[0]
 
 
+def test_a_kernel_timed_without_its_layout_conversion_is_noted_never_the_peer_time():
+    def variants(w, x, out_shape):
+        want = reference(w, x)
+
+        def converting():
+            sum(range(200000))  # the layout conversion the workload's input needs
+            return want
+        return [Variant("converted", converting), Variant("kernel", lambda: want,
+                                                          kernel_only=True)]
+
+    def only_kernel(w, x, out_shape):
+        return [Variant("broken", lambda: reference(w, x) + 1),
+                Variant("kernel", lambda: reference(w, x), kernel_only=True)]
+
+    rows = tiny("W1", peers=[Peer("Fair", None, variants), Peer("Half", None, only_kernel)],
+                repeat=3)
+    fair = by(rows, "W1", "Fair")
+    assert fair["status"] == "ok" and fair["variant"] == "converted"
+    assert "kernel: " in fair["note"]
+    half = by(rows, "W1", "Half")
+    assert half["status"] == "mismatch" and half["time_ms_median"] is None
+
+
+def test_pytorch_times_the_layout_conversion_its_faster_kernel_needs():
+    pytest.importorskip("torch")
+    [w2] = select_workloads("W2")
+    x = bench.make_input((4, 6, 8), np.float32)
+    variants = bench.torch_variants(w2, x, (4, 3, 4))
+    assert [v.kernel_only for v in variants] == [False, False, True]
+    for v in variants:
+        assert bench.compare(w2, pool(x, "avg", 2), v.to_array(v.run())) is None
+
+
 def test_single_threaded_peers_report_one_thread_whatever_their_status():
     broken = CountingPeer("Broken", raises=RuntimeError("no kernel"))
     rows = tiny("W1", peers=[broken.peer()], threads=2)

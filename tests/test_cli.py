@@ -1097,6 +1097,15 @@ def test_npz_gives_one_object_per_array_with_key():
         assert same(z["maps"], pool(a, "max")) and same(z["image"], pool(b, "max"))
 
 
+def test_a_failed_npz_member_is_named_in_its_row():
+    np.savez("m.npz", fine=np.zeros((4, 4), np.float32), tiny=np.zeros((1, 1), np.int16))
+    result = run("max", "m.npz", "--window", "3", "--json", code=1)
+    [row] = json_rows(result.stdout)
+    assert not row["ok"] and "m.npz[tiny]" in row["error"]
+    assert (row["key"], row["input_shape"], row["input_dtype"]) == ("tiny", [1, 1], "int16")
+    assert not os.path.exists("m_max.npz")
+
+
 MARKUP_BUG = ("bug: the Rich tables read file names and .npz keys as console markup: "
               "'m.npz[first]' shows as 'm.npz', 'b[bold]x.png' as 'bx.png' "
               "(report.py should escape them: rich.markup.escape or Text cells)")

@@ -484,6 +484,16 @@ def test_show_selection_errors(args, text):
     assert snapshot() == before
 
 
+@pytest.mark.parametrize("command", ["show", "compare"])
+@pytest.mark.parametrize("selection", ["a:b", "1,x", "::0", "0:1:2:3", ""])
+def test_a_malformed_channel_selection_is_a_usage_error(command, selection):
+    chw_npy("maps.npy", shape=(3, 12, 16))
+    before = snapshot()
+    result = run(command, "maps.npy", "--channels", selection, code=2)
+    assert "--channels" in result.stderr and "Traceback" not in result.stderr
+    assert snapshot() == before
+
+
 def test_show_pages_of_64():
     x = chw_npy("many.npy", shape=(70, 4, 4))
     result = run("show", "many.npy", "-o", "p1.png")

@@ -64,34 +64,41 @@ class Plan:
         """:meth:`counts` as one scalar for the interior and exact arrays for the edges."""
         return _divisor(self, include_pad)
 
-    def split(self, budget: int, itemsize: int) -> tuple[Band, ...]:
-        """Bands of about ``budget`` input bytes; the same split for any thread count."""
-        return _cached_split(self, budget, itemsize)
+    def split(self, budget: int, itemsize: int, order: str = "C") -> tuple[Band, ...]:
+        """Bands of about ``budget`` input bytes; the same split for any thread count.
 
-    def _split(self, axis: int, prefix: tuple, budget: int, itemsize: int):
-        whole = Band(prefix, prefix, self)
-        if axis >= len(self.in_shape):
+        ``order="C"`` splits the first axis first (each band is a contiguous run of a C-ordered
+        input), ``"F"`` the last axis first (a contiguous run of a Fortran-ordered one).
+        """
+        return _cached_split(self, budget, itemsize, order)
+
+    def _split(self, axes: tuple[int, ...], index: tuple, budget: int, itemsize: int):
+        """Bands along ``axes[0]``; an entry along it larger than ``budget`` is split along
+        ``axes[1]``, and so on. ``index``: the slices fixed so far."""
+        whole = Band(index, index, self)
+        if not axes:
             yield whole
             return
-        entry = math.prod(self.in_shape[axis + 1:]) * itemsize
+        axis = axes[0]
+        entry = math.prod(self.in_shape[a] for a in axes[1:]) * itemsize
         extent = self.in_shape[axis]
         if axis in self.axes:
-            yield from self._split_spatial(axis, prefix, budget, entry)
+            yield from self._split_spatial(axis, index, budget, entry)
         elif entry * extent <= budget:
             yield whole
         elif entry <= budget:
             step = max(1, budget // entry)
             for start in range(0, extent, step):
-                index = prefix + (slice(start, min(start + step, extent)),)
-                yield Band(index, index, self._with_shape(axis, min(step, extent - start)))
+                part = _at(index, axis, slice(start, min(start + step, extent)))
+                yield Band(part, part, self._with_shape(axis, min(step, extent - start)))
         else:
             sub = self._with_shape(axis, 1)
             for i in range(extent):
-                for band in sub._split(axis + 1, prefix + (slice(i, i + 1),), budget, itemsize):
-                    yield band
+                yield from sub._split(axes[1:], _at(index, axis, slice(i, i + 1)), budget,
+                                      itemsize)
 
-    def _split_spatial(self, axis, prefix, budget, entry):
-        yield Band(prefix, prefix, self)
+    def _split_spatial(self, axis, index, budget, entry):
+        yield Band(index, index, self)
 
     def _with_shape(self, axis: int, size: int) -> "Plan":
         shape = list(self.in_shape)
@@ -105,6 +112,8 @@ class WindowPlan(Plan):
     """Sliding-window pooling: one :class:`~pool_cli.core.geometry.Axis` per spatial axis."""
 
     geometry: tuple[Axis, ...] = ()
+    # a band's: the plan of the whole input, for which its passes are chosen (see _passes)
+    whole: "WindowPlan | None" = None
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -158,13 +167,13 @@ class WindowPlan(Plan):
                 "padding": [[a.pad_begin, a.pad_end] for a in g],
                 "dilation": [a.dilation for a in g]}
 
-    def _split_spatial(self, axis, prefix, budget, entry):
+    def _split_spatial(self, axis, index, budget, entry):
         """Bands of output rows along a spatial axis, each with the input rows it reaches."""
         i = self.axes.index(axis)
         g = self.geometry[i]
         rows = max(1, budget // max(1, entry * g.stride))
         if rows >= g.out:
-            yield Band(prefix, prefix, self)
+            yield Band(index, index, self)
             return
         for first in range(0, g.out, rows):
             last = min(first + rows, g.out)
@@ -176,7 +185,8 @@ class WindowPlan(Plan):
                          last - first)
             geometry = self.geometry[:i] + (local,) + self.geometry[i + 1:]
             plan = replace(self._with_shape(axis, stop - start), geometry=geometry)
-            yield Band(prefix + (slice(start, stop),), prefix + (slice(first, last),), plan)
+            yield Band(_at(index, axis, slice(start, stop)), _at(index, axis, slice(first, last)),
+                       plan)
 
 
 @hash_once
@@ -219,8 +229,8 @@ class GlobalPlan(Plan):
     # One streaming reduction per band needs no cache blocking: fewer, larger bands.
     BAND_FLOOR = 16 * 2**20
 
-    def split(self, budget: int, itemsize: int) -> tuple[Band, ...]:
-        return super().split(max(budget, self.BAND_FLOOR), itemsize)
+    def split(self, budget: int, itemsize: int, order: str = "C") -> tuple[Band, ...]:
+        return super().split(max(budget, self.BAND_FLOOR), itemsize, order)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -297,22 +307,42 @@ def _into(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
 @functools.lru_cache(maxsize=256)
 def _passes(plan: WindowPlan, combine: np.ufunc) -> tuple[tuple, bool]:
     """The plan's one-axis passes in pooling order, ``(axis, geometry, pass)`` each, and
-    whether :func:`flat_all_pass` may replace them (cached: every band asks again)."""
-    shape, steps = list(plan.in_shape), []
+    whether :func:`flat_all_pass` may replace them (cached: every band asks again).
+
+    A band's passes are chosen by the whole input's shape: a band that is narrower along a
+    later axis (split last axis first, as for a Fortran-ordered input) could otherwise switch
+    a sum between passes that add in different orders, and no longer give the same bits.
+    """
+    whole = plan.whole or plan
+    shape, steps = list(whole.in_shape), []
     for i in plan._order():
         axis, g = plan.axes[i], plan.geometry[i]
         steps.append((axis, g, choose_pass(tuple(shape), axis, g, combine)))
-        shape[axis] = g.out
+        shape[axis] = whole.geometry[i].out
     return tuple(steps), flat_all_fits(plan.in_shape, plan.axes, plan.geometry, combine)
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_split(plan: Plan, budget: int, itemsize: int) -> tuple[Band, ...]:
+def _cached_split(plan: Plan, budget: int, itemsize: int, order: str) -> tuple[Band, ...]:
     # cached: a batch of same-sized inputs, or a repeated call, splits alike; and bands with
     # the same local geometry share one plan, so the kernels' own caches hit
+    axes = tuple(range(len(plan.in_shape)))
+    whole = (plan.whole or plan) if isinstance(plan, WindowPlan) else None
     shared: dict[Plan, Plan] = {}
-    return tuple(replace(band, plan=shared.setdefault(band.plan, band.plan))
-                 for band in plan._split(0, (), budget, itemsize))
+
+    def local(part: Plan) -> Plan:
+        if whole is not None and part is not plan:  # passes chosen for the whole input
+            part = replace(part, whole=whole)
+        return shared.setdefault(part, part)
+
+    return tuple(replace(band, plan=local(band.plan)) for band in
+                 plan._split(axes if order == "C" else axes[::-1], (), budget, itemsize))
+
+
+def _at(index: tuple, axis: int, part: slice) -> tuple:
+    """``index`` with ``part`` on ``axis`` (slices before it taken whole where not given)."""
+    index = index + (slice(None),) * (axis + 1 - len(index))
+    return index[:axis] + (part,) + index[axis + 1:]
 
 
 def broadcast_product(per_axis: list[tuple[int, np.ndarray]], ndim: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from .metrics import timed_run, upscale_nearest
 
 __all__ = ["BACKGROUND", "CompareResult", "compare_sheet", "compose_sheet", "colorbar",
            "describe_geometry", "display_range", "feature_grid", "format_shape",
-           "format_value", "get_font", "image_to_rgb", "select_channels"]
+           "format_value", "get_font", "image_to_rgb", "parse_channels", "select_channels"]
 
 BACKGROUND = (240, 240, 240)
 TEXT = (20, 20, 20)
@@ -442,18 +442,7 @@ def select_channels(channels, count: int) -> list[int]:
     if channels is None:
         return list(range(count))
     if isinstance(channels, str):
-        text = channels.strip()
-        try:
-            if ":" in text:
-                parts = [int(p) if p.strip() else None for p in text.split(":")]
-                if len(parts) > 3:
-                    raise ValueError
-                channels = slice(*parts)
-            else:
-                channels = [int(p) for p in text.split(",")]
-        except ValueError:
-            raise ValueError(f"channels must look like 3, 0:16, 0:16:2 or 0,2,5; got "
-                             f"{text!r}") from None
+        channels = parse_channels(channels)
     if isinstance(channels, slice):
         return list(range(count))[channels]
     if isinstance(channels, (int, np.integer)):
@@ -465,6 +454,25 @@ def select_channels(channels, count: int) -> list[int]:
             raise ValueError(f"channel {c} is out of range (there are {count})")
         chosen.append(c % count)
     return chosen
+
+
+def parse_channels(text: str) -> slice | list[int]:
+    """A channel selection written as ``'3'``, ``'0:16'``, ``'0:16:2'`` or ``'0,2,5'``.
+
+    >>> parse_channels("0:16:2"), parse_channels("1, -1")
+    (slice(0, 16, 2), [1, -1])
+    """
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = [int(p) if p.strip() else None for p in text.split(":")]
+            if len(parts) > 3 or parts[2:] == [0]:
+                raise ValueError
+            return slice(*parts)
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise ValueError(f"channels must look like 3, 0:16, 0:16:2 or 0,2,5; got "
+                         f"{text!r}") from None
 
 
 def _before_after(before_after, shape, layout):
