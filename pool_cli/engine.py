@@ -22,7 +22,6 @@ import numpy as np
 from . import io
 from .core import PoolError, PoolSpec, check_dtype
 from .core.geometry import DEFAULT_LAYOUTS
-from .core.plans import WindowPlan
 
 
 # A memory-mapped .npy is pooled in bands of this many input bytes (bounded memory).
@@ -362,7 +361,7 @@ class Batch:
         """
         pool_s = 0.0
         fortran = (array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
-                   and isinstance(plan, WindowPlan))  # the other plans split by leading axes
+                   and plan.splits_spatially)  # the other plans split by leading axes only
 
         def pooled_bands():
             nonlocal pool_s

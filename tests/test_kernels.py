@@ -369,15 +369,51 @@ def test_bands_split_last_axis_first_give_the_whole_inputs_bits(layout, shape, g
     spec = make_spec(mode, layout=layout, **geometry)
     plan = spec.plan(x.shape)
     whole = spec.run(x, plan, threads=1)
+    assert all(x[band.source].flags.f_contiguous  # contiguous runs of the input
+               for band in plan.split(20_000, x.itemsize, "F"))
     for budget in (3000, 8000):
         bands = plan.split(budget, x.itemsize, "F")
         assert len(bands) > 1
         out = np.full(plan.out_shape, np.nan, np.float32)
         for band in bands:
-            part = x[band.source]
-            assert part.flags.f_contiguous  # one contiguous run of the input
-            out[band.target] = spec.run(part, band.plan, threads=2)
+            out[band.target] = spec.run(x[band.source], band.plan, threads=2)
         assert out.tobytes() == whole.tobytes()
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("shape,layout,window", [((4096, 8), "HW", 8), ((4096, 8), "HW", 2),
+                                                 ((8, 4096), "HW", 8), ((3, 2000, 6), "CHW", 6),
+                                                 ((2000, 6, 3), "HWC", 5)])
+@pytest.mark.parametrize("mode", ["max", "sum"])
+def test_bands_stay_within_the_budget_when_one_axis_is_short(order, shape, layout, window, mode):
+    """An axis with few outputs, each reaching far along the others, is split further along
+    them: no band holds much more than the budget, and the bits are the whole input's."""
+    x = np.random.default_rng(9).standard_normal(shape).astype(np.float32)
+    x = np.asfortranarray(x) if order == "F" else x
+    spec = make_spec(mode, window=window, stride=1, layout=layout)
+    plan = spec.plan(x.shape)
+    budget = 4000
+    bands = plan.split(budget, x.itemsize, order)
+    assert max(x[band.source].nbytes for band in bands) <= 2 * budget
+    out = np.full(plan.out_shape, np.nan, np.float32)
+    for band in bands:
+        out[band.target] = spec.run(x[band.source], band.plan, threads=1)
+    assert out.tobytes() == spec.run(x, plan, threads=1).tobytes()
+
+
+@pytest.mark.parametrize("geometry", [dict(window=2), dict(window=3, stride=1, padding=1),
+                                      dict(window=5, stride=1, padding=2), dict(output_size=7),
+                                      dict(output_size=(5, 9))])
+@pytest.mark.parametrize("mode", ["max", "sum", "avg"])
+def test_a_fortran_ordered_input_pools_to_the_c_ordered_bits(monkeypatch, geometry, mode):
+    """Split along its last axis first (window pooling) or copied band by band into C order
+    (adaptive pooling): the same bits as the same values in C order."""
+    monkeypatch.setattr(execute, "BAND_BYTES", 6000)
+    x = np.random.default_rng(4).standard_normal((5, 61, 90)).astype(np.float32)
+    want = pool(x, mode, threads=1, **geometry)
+    for threads in (1, 3):
+        assert pool(np.asfortranarray(x), mode, threads=threads, **geometry).tobytes() == \
+            want.tobytes()
 
 
 def test_a_slice_pools_to_the_same_bits_as_the_whole():

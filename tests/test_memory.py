@@ -50,7 +50,7 @@ MEASURE = textwrap.dedent("""
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_large_npy_is_pooled_in_bands_with_bounded_memory(tmp_path, mode, args, order):
-    shape = (4, 2048, 2048)  # 64 MiB of float32: 16x the band budget
+    shape = (8, 2048, 2048)  # 128 MiB of float32: 32x the band budget
     source = tmp_path / "big.npy"
     data = np.lib.format.open_memmap(source, mode="w+", dtype=np.float32, shape=shape,
                                      fortran_order=order == "F")
@@ -64,8 +64,9 @@ def test_large_npy_is_pooled_in_bands_with_bounded_memory(tmp_path, mode, args, 
     assert result.returncode == 0, result.stderr
     rss = json.loads(result.stdout.strip().splitlines()[-1])
     growth = rss["peak"] - rss["before"]
-    # The input alone is 64 MiB, the output 16 to 64 MiB: a bounded run stays well under.
-    assert growth < 32, rss
+    # The input alone is 128 MiB, the output 32 to 128 MiB: a bounded run stays well under
+    # (the band, its output, and each thread's scratch buffers: 15-40 MiB measured).
+    assert growth < 56, rss
     x = np.load(source)
     kwargs = dict(window=int(args[1]))
     if mode == "avg":

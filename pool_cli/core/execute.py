@@ -41,8 +41,17 @@ def default_threads() -> int:
 def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | None,
               combine: np.ufunc, band_bytes: int | None = None) -> np.ndarray:
     """Call ``pool_band(x_part, band, out_part)`` for every band of ``plan``, in parallel
-    (``combine``: how the plan's windows are reduced, which decides whether bands are staged)."""
-    staged = x.nbytes > STAGE_MIN_BYTES and plan.stages_bands(x.itemsize, combine)
+    (``combine``: how the plan's windows are reduced, which decides whether bands are staged).
+
+    A Fortran-ordered ``x`` is split along its last axis first, so that each band is a run of
+    its memory, not a slice spread over all of it. Plans that cannot cut their spatial axes
+    (global and adaptive pooling) split it by the leading axes; adaptive pooling then copies
+    each band into C order first.
+    """
+    fortran = x.ndim > 1 and x.flags.f_contiguous and not x.flags.c_contiguous
+    order = "F" if fortran and plan.splits_spatially else "C"
+    staged = ((x.nbytes > STAGE_MIN_BYTES and plan.stages_bands(x.itemsize, combine))
+              or (fortran and order == "C" and plan.stages_spread_bands))
 
     def work(bands):
         # NaN and inf are values here, not errors (errstate is per thread)
@@ -61,7 +70,7 @@ def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | No
 
     if out.size == 0:
         return out
-    bands = plan.split(band_bytes or BAND_BYTES, x.itemsize)
+    bands = plan.split(band_bytes or BAND_BYTES, x.itemsize, order)
     workers = min(threads or default_threads(), len(bands))
     if workers <= 1:
         work(bands)
