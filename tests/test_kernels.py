@@ -403,17 +403,26 @@ def test_bands_stay_within_the_budget_when_one_axis_is_short(order, shape, layou
 
 @pytest.mark.parametrize("geometry", [dict(window=2), dict(window=3, stride=1, padding=1),
                                       dict(window=5, stride=1, padding=2), dict(output_size=7),
-                                      dict(output_size=(5, 9))])
+                                      dict(output_size=(5, 9)), dict(global_pool=True)])
 @pytest.mark.parametrize("mode", ["max", "sum", "avg"])
 def test_a_fortran_ordered_input_pools_to_the_c_ordered_bits(monkeypatch, geometry, mode):
     """Split along its last axis first (window pooling) or copied band by band into C order
-    (adaptive pooling): the same bits as the same values in C order."""
+    (adaptive pooling, global sums): the same bits as the same values in C order."""
     monkeypatch.setattr(execute, "BAND_BYTES", 6000)
+    monkeypatch.setattr(plans.GlobalPlan, "BAND_FLOOR", 6000)
     x = np.random.default_rng(4).standard_normal((5, 61, 90)).astype(np.float32)
     want = pool(x, mode, threads=1, **geometry)
     for threads in (1, 3):
         assert pool(np.asfortranarray(x), mode, threads=threads, **geometry).tobytes() == \
             want.tobytes()
+    # as a memory-mapped Fortran file is streamed by global and adaptive pooling: in slices
+    # spread over it, and in any other strided view
+    fortran = np.asfortranarray(x)
+    parts = [pool(fortran[c:c + 2], mode, threads=2, **geometry) for c in range(0, 5, 2)]
+    assert np.concatenate(parts).tobytes() == want.tobytes()
+    wide = np.zeros((5, 61, 180), np.float32)
+    wide[:, :, ::2] = x
+    assert pool(wide[:, :, ::2], mode, threads=2, **geometry).tobytes() == want.tobytes()
 
 
 def test_a_slice_pools_to_the_same_bits_as_the_whole():

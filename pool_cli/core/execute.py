@@ -45,13 +45,14 @@ def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | No
 
     A Fortran-ordered ``x`` is split along its last axis first, so that each band is a run of
     its memory, not a slice spread over all of it. Plans that cannot cut their spatial axes
-    (global and adaptive pooling) split it by the leading axes; adaptive pooling then copies
-    each band into C order first.
+    (global and adaptive pooling) split it by the leading axes; adaptive pooling, and global
+    sums, copy each band of an input not in C order into C order first.
     """
     fortran = x.ndim > 1 and x.flags.f_contiguous and not x.flags.c_contiguous
     order = "F" if fortran and plan.splits_spatially else "C"
+    spread = order == "C" and not x.flags.c_contiguous  # bands are strided views
     staged = ((x.nbytes > STAGE_MIN_BYTES and plan.stages_bands(x.itemsize, combine))
-              or (fortran and order == "C" and plan.stages_spread_bands))
+              or (spread and plan.stages_spread_bands(combine)))
 
     def work(bands):
         # NaN and inf are values here, not errors (errstate is per thread)

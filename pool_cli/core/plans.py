@@ -48,8 +48,10 @@ class Plan:
 
     # whether bands may cut the spatial axes (window pooling), or only the others
     splits_spatially = False
-    # whether a band spread over a Fortran-ordered input is copied into C order first
-    stages_spread_bands = False
+
+    def stages_spread_bands(self, combine: np.ufunc) -> bool:
+        """Whether a band spread over a Fortran-ordered input is copied into C order first."""
+        return False
 
     def stages_bands(self, itemsize: int, combine: np.ufunc) -> bool:
         """Whether a band is best copied into cache before it is pooled (see WindowPlan)."""
@@ -216,10 +218,12 @@ class WindowPlan(Plan):
 class AdaptivePlan(Plan):
     """Adaptive pooling to a given output size."""
 
-    # its take()s along a band spread over memory ran 16x slower than a copy and the same
-    # passes (measured: (17, 512, 512) to 7x7, 411 against 25 ms)
-    stages_spread_bands = True
     sizes: tuple[int, ...] = ()
+
+    def stages_spread_bands(self, combine: np.ufunc) -> bool:
+        # its take()s along a band spread over memory ran 16x slower than a copy and the same
+        # passes (measured: (17, 512, 512) to 7x7, 411 against 25 ms)
+        return True
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -256,6 +260,11 @@ class GlobalPlan(Plan):
 
     def split(self, budget: int, itemsize: int, order: str = "C") -> tuple[Band, ...]:
         return super().split(max(budget, self.BAND_FLOOR), itemsize, order)
+
+    def stages_spread_bands(self, combine: np.ufunc) -> bool:
+        # sums: NumPy adds a spread band's cells one after another (float32 over a 512x512
+        # plane: off by 1e-2), a copy in C order adds them in row sums (the C order's bits)
+        return combine is np.add
 
     @property
     def out_shape(self) -> tuple[int, ...]:
