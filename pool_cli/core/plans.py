@@ -23,6 +23,10 @@ from .kernels import choose_pass, direct_pass, flat_all_fits, flat_all_pass
 # Rows shorter than this, read with a stride, are copied into cache before pooling (measured:
 # it pays for rows of 2-4 KiB, and costs from 8 KiB on: benchmarks/README.md).
 STAGED_ROW_BYTES = 8 * 1024
+# A band split along the next axes too spans at least this many windows' reach along its
+# own: its halo is then a small part of it (measured: one output row per band read a
+# 13-cell window's columns 13 times over, 4.4x the time).
+DEEPER_REACH = 8
 # Global float sums add pieces of this many cells with SIMD, then the pieces pairwise.
 SUM_ROW = 1024
 
@@ -189,6 +193,8 @@ class WindowPlan(Plan):
         rows = max(1, budget // max(1, entry * g.stride))
         # one output row alone reaches more than the budget: each band is split further
         deeper = bool(axes[1:]) and min(g.span, g.length) * entry > budget
+        if deeper:  # bands of many output rows, or overlapping windows read each cell again
+            rows = max(rows, -(-DEEPER_REACH * g.span // g.stride))
         if rows >= g.out:
             if deeper:
                 yield from self._split(axes[1:], source, target, budget, itemsize)
