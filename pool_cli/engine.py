@@ -21,6 +21,7 @@ import numpy as np
 
 from . import io
 from .core import PoolError, PoolSpec, check_dtype
+from .core.execute import split_order
 from .core.geometry import DEFAULT_LAYOUTS
 
 
@@ -360,12 +361,11 @@ class Batch:
         axis first, and its output is written in Fortran order too.
         """
         pool_s = 0.0
-        fortran = (array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
-                   and plan.splits_spatially)  # the other plans split by leading axes only
+        order = split_order(array, plan)
 
         def pooled_bands():
             nonlocal pool_s
-            for band in plan.split(STREAM_BYTES, array.itemsize, "F" if fortran else "C"):
+            for band in plan.split(STREAM_BYTES, array.itemsize, order):
                 part = array[band.source]
                 start = time.perf_counter()
                 yield spec.run(part, band.plan, self.threads)
@@ -375,7 +375,7 @@ class Batch:
         start = time.perf_counter()
         dtype = spec.output_dtype(array.dtype)
         io.write_npy_stream(dest, plan.out_shape, dtype, pooled_bands(),
-                            overwrite=self.options.overwrite, fortran_order=fortran)
+                            overwrite=self.options.overwrite, fortran_order=order == "F")
         total_ms = (time.perf_counter() - start) * 1e3
         row = self._row(blank, None, dest, "npy", loaded, array, plan, dtype, load_ms,
                         pool_s * 1e3)

@@ -38,6 +38,13 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def split_order(x: np.ndarray, plan) -> str:
+    """How ``plan`` splits ``x`` into bands, each a run of its memory: ``"F"`` (last axis
+    first) for a Fortran-ordered ``x`` and a plan that can cut its spatial axes, else ``"C"``."""
+    fortran = x.flags.f_contiguous and not x.flags.c_contiguous
+    return "F" if fortran and plan.splits_spatially else "C"
+
+
 def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | None,
               combine: np.ufunc, band_bytes: int | None = None) -> np.ndarray:
     """Call ``pool_band(x_part, band, out_part)`` for every band of ``plan``, in parallel
@@ -48,8 +55,7 @@ def run_bands(pool_band, x: np.ndarray, plan, out: np.ndarray, threads: int | No
     (global and adaptive pooling) split it by the leading axes; adaptive pooling, and global
     sums, copy each band of an input not in C order into C order first.
     """
-    fortran = x.ndim > 1 and x.flags.f_contiguous and not x.flags.c_contiguous
-    order = "F" if fortran and plan.splits_spatially else "C"
+    order = split_order(x, plan)
     spread = order == "C" and not x.flags.c_contiguous  # bands are strided views
     staged = ((x.nbytes > STAGE_MIN_BYTES and plan.stages_bands(x.itemsize, combine))
               or (spread and plan.stages_spread_bands(combine)))

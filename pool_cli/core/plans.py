@@ -54,7 +54,8 @@ class Plan:
     splits_spatially = False
 
     def stages_spread_bands(self, combine: np.ufunc) -> bool:
-        """Whether a band spread over a Fortran-ordered input is copied into C order first."""
+        """Whether a band that is a strided view (of an input not in C order, split by its
+        leading axes) is copied into C order first."""
         return False
 
     def stages_bands(self, itemsize: int, combine: np.ufunc) -> bool:
