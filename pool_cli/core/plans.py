@@ -282,13 +282,20 @@ class GlobalPlan(Plan):
         return math.prod(self.in_shape[a] for a in self.axes)
 
     def reduce(self, x, combine, dtype, out=None) -> np.ndarray:
-        """One reduction over the spatial axes; float sums over trailing ones in rows (see
-        :func:`_row_sums`)."""
-        trailing = self.axes == tuple(range(x.ndim - len(self.axes), x.ndim))
-        if (combine is np.add and x.dtype.kind == "f" and x.dtype == dtype and trailing
-                and x.flags.c_contiguous and self.cells % SUM_ROW == 0):
-            totals = _row_sums(x.reshape(-1, self.cells))
-            return _into(totals.reshape(self.out_shape), out)
+        """One reduction over the spatial axes. A C-ordered band whose spatial axes are
+        adjacent is seen as ``(lead, cells, pixel)``: float sums over trailing ones (CHW) go
+        in rows (see :func:`_row_sums`), channels-last ones (HWC) in columns (see
+        :func:`_column_reduce`)."""
+        first, end = self.axes[0], self.axes[-1] + 1
+        if self.axes == tuple(range(first, end)) and x.flags.c_contiguous:
+            lead, pixel = math.prod(x.shape[:first]), math.prod(x.shape[end:])
+            if pixel > 1:
+                totals = _column_reduce(x.reshape(lead, self.cells, pixel), combine, dtype)
+                return _into(totals.reshape(self.out_shape), out)
+            if (combine is np.add and x.dtype.kind == "f" and x.dtype == dtype
+                    and self.cells % SUM_ROW == 0):
+                totals = _row_sums(x.reshape(lead, self.cells))
+                return _into(totals.reshape(self.out_shape), out)
         return combine.reduce(x, axis=self.axes, dtype=dtype, keepdims=True, out=out)
 
     def axis_counts(self, include_pad: bool) -> list[tuple[int, np.ndarray]]:
@@ -336,6 +343,76 @@ def _row_sums(x: np.ndarray) -> np.ndarray:
     """
     pieces = np.einsum("ij->i", x.reshape(-1, SUM_ROW))
     return np.add.reduce(pieces.reshape(x.shape[0], -1), axis=1)
+
+
+def _column_reduce(x: np.ndarray, combine: np.ufunc, dtype) -> np.ndarray:
+    """``combine`` over axis 1 of a C-contiguous ``(lead, cells, pixel)`` array: the global
+    pooling of a channels-last band (HWC: ``pixel`` is C), as ``(lead, pixel)``.
+
+    NumPy would combine the ``pixel``-cell rows one after another: 3-cell loops for RGB,
+    100x slower than the same image as CHW. Here ``k`` rows are folded into one of about
+    SUM_ROW cells, the folded rows are combined with long contiguous loops, and the ``k``
+    pixels of the result at the end. Float sums go pairwise (:func:`_pairwise_sum`): as
+    accurate as CHW's row sums, where NumPy's running sum is not (float32 RGB, 24 megapixels:
+    off by 1e-4 relative).
+    """
+    lead, cells, pixel = x.shape
+    k = max(1, SUM_ROW // pixel)
+    whole = cells - cells % k
+    pairwise = combine is np.add and x.dtype.kind == "f"
+    parts = []
+    if whole:
+        folded = x[:, :whole].reshape(lead, whole // k, k * pixel)
+        if pairwise:
+            parts.append(_halve(_pairwise_sum(folded, dtype).reshape(lead, k, pixel)))
+        else:
+            totals = combine.reduce(folded, axis=1, dtype=dtype).reshape(lead, k, pixel)
+            parts.append(combine.reduce(totals, axis=1, dtype=dtype))
+    if whole < cells:  # the last cells % k rows
+        rest = x[:, whole:]
+        parts.append(_halve(rest.astype(dtype)) if pairwise
+                     else combine.reduce(rest, axis=1, dtype=dtype))
+    return fold(lambda a, b: combine(a, b, dtype=dtype), parts)
+
+
+# Column sums add this many rows in turn, then the leaves pairwise, COLUMN_CHUNK rows at a
+# time (about 1 MiB of float32 folded rows: in cache).
+COLUMN_LEAF = 8
+COLUMN_CHUNK = 256
+
+
+def _pairwise_sum(x: np.ndarray, dtype) -> np.ndarray:
+    """The float sum over axis 1 of ``x`` ``(lead, rows, width)`` in ``dtype``, as ``(lead,
+    width)``: within each chunk of COLUMN_CHUNK rows, leaves of COLUMN_LEAF rows added in
+    turn, then the leaves pairwise (:func:`_halve`); then the chunks' sums pairwise."""
+    lead, rows, width = x.shape
+    sums = np.empty((lead, -(-rows // COLUMN_CHUNK), width), dtype)
+    for i, start in enumerate(range(0, rows, COLUMN_CHUNK)):
+        chunk = x[:, start:start + COLUMN_CHUNK]
+        n = chunk.shape[1]
+        full = n - n % COLUMN_LEAF
+        leaves = scratch.empty((lead, -(-n // COLUMN_LEAF), width), dtype)
+        np.add.reduce(chunk[:, :full].reshape(lead, -1, COLUMN_LEAF, width), axis=2,
+                      dtype=dtype, out=leaves[:, :full // COLUMN_LEAF])
+        if full < n:
+            np.add.reduce(chunk[:, full:], axis=1, dtype=dtype, out=leaves[:, -1])
+        sums[:, i] = _halve(leaves)
+        scratch.release(leaves)
+    return _halve(sums)
+
+
+def _halve(x: np.ndarray) -> np.ndarray:
+    """The sum over axis 1 of ``x`` ``(lead, rows, width)``, pairwise and in place (``x`` is
+    overwritten): the second half of the rows is added onto the first until one is left, an
+    odd last row onto the last pair's."""
+    rows = x.shape[1]
+    while rows > 1:
+        half = rows // 2
+        np.add(x[:, :half], x[:, half:2 * half], out=x[:, :half])
+        if rows % 2:
+            np.add(x[:, half - 1], x[:, rows - 1], out=x[:, half - 1])
+        rows = half
+    return x[:, 0]
 
 
 def _into(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
