@@ -742,6 +742,16 @@ ERROR_CASES = [
     ("stride_huge", X2, "max", dict(stride=10**19)),
     ("dilation_huge", X2, "max", dict(window=1, dilation=10**19)),
     ("padding_huge", X2, "max", dict(padding=10**19)),
+    ("padding_dict", X2, "max", dict(padding={1: 2})),
+    ("padding_empty", X2, "max", dict(padding=[])),
+    ("power_bool", X2, "lp", dict(power=True)),
+    # outputs or passes beyond this machine's memory: a PoolError, not a MemoryError
+    ("output_size_beyond_memory", np.zeros((3, 4)), "max", dict(output_size=2**40)),
+    ("output_rows_beyond_memory", np.zeros((3, 4)), "max", dict(output_size=[2**31, 1])),
+    ("dilated_outputs_beyond_memory", np.zeros((3, 4)), "max",
+     dict(window=2, dilation=2**62, padding=2**62 - 1)),
+    ("padded_outputs_beyond_memory", np.zeros((3, 4)), "avg",
+     dict(window=2**31, stride=1, padding=2**31 - 1)),
 ]
 
 

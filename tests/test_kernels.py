@@ -139,6 +139,29 @@ def test_uint8_sums_of_the_most_cells_summed_in_uint32_neither_overflow_nor_roun
     assert pool(x, "avg", **kwargs).reshape(-1).tolist() == [255.0]
 
 
+@pytest.mark.parametrize("mode,want", [("max", [[0, 3], [8, 11]]), ("min", [[0, 1], [4, 5]])])
+def test_extremes_of_windows_far_wider_than_the_input_visit_only_its_cells(mode, want):
+    """A 2**40-cell window and padding: a flat pass would pad the input to 3 * 2**40 cells."""
+    x = np.arange(12.0).reshape(3, 4)
+    k = 2**40
+    assert pool(x, mode, window=k, stride=k, padding=k - 1).tolist() == want
+    g = make_axis(4, k, k, 1, (k - 1, k - 1), False)
+    assert kernels.choose_pass((3, 4), 1, g, COMBINE[mode]) is kernels.direct_pass
+
+
+@pytest.mark.parametrize("mode", ["max", "min", "sum"])
+@pytest.mark.parametrize("window,stride,dilation,pad", [(300, 200, 1, 299), (90, 150, 3, 200),
+                                                        (64, 64, 1, 63)])
+def test_windows_wider_than_the_input_match_the_reference(mode, window, stride, dilation, pad):
+    x = np.random.default_rng(window).integers(-99, 99, (2, 37, 29)).astype(np.float32)
+    g = make_axis(37, window, stride, dilation, (pad, pad), False)
+    if (g.out - 1) * g.stride + g.span > kernels.PADDED_MAX_FACTOR * g.length:
+        assert kernels.choose_pass(x.shape, 1, g, COMBINE[mode]) is kernels.direct_pass
+    got = pool(x, mode, window=window, stride=stride, dilation=dilation, padding=pad)
+    want = ref_pool(x, mode, (window,) * 2, (stride,) * 2, ((pad, pad),) * 2, (dilation,) * 2)
+    assert np.array_equal(got, want)
+
+
 def test_flat_pass_lets_padding_never_win_for_integers_and_bool():
     x = np.full((1, 9), np.iinfo(np.int8).min, np.int8)
     g = make_axis(9, 7, 1, 1, (6, 6), False)

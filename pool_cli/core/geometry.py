@@ -9,7 +9,9 @@ window that would start at or beyond ``L + pb``), and ``same`` padding as ONNX's
 from __future__ import annotations
 
 import functools
+import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -127,12 +129,16 @@ def parse_padding(value) -> str | tuple[tuple[int, int], ...]:
         pairs = ((int(value), int(value)),)
     else:
         try:
+            if not isinstance(value, (tuple, list, np.ndarray)):  # a dict would give its keys
+                raise TypeError(value)
             pairs = tuple(_pair(item if isinstance(item, (tuple, list)) else (item,))
                           for item in value)
         except (TypeError, ValueError):
             raise PoolError(f"padding must be an int, per-axis ints or (begin, end) pairs; "
                             f"got {value!r}") from None
-    if not pairs or min(min(p) for p in pairs) < 0:
+    if not pairs:
+        raise PoolError(f"padding must give at least one value, got {value!r}")
+    if min(min(p) for p in pairs) < 0:
         raise PoolError(f"padding must not be negative, got {value!r}")
     if max(max(p) for p in pairs) > MAX_SIZE:
         raise PoolError(f"padding must be at most 2**62, got {max(max(p) for p in pairs)}")
@@ -256,12 +262,23 @@ def make_axis(length: int, window: int, stride: int, dilation: int,
             out -= 1
     else:
         out = (padded - span) // stride + 1
+    if out * 32 > memory_bytes():  # the counts below take a few int64 arrays of out values
+        raise PoolError(f"{out} outputs are more than this machine's memory can hold")
     axis = Axis(length, window, stride, dilation, pb, pe, out)
     empty = np.flatnonzero(axis.counts() == 0)
     if empty.size:
         raise PoolError(f"window {empty[0]} of an axis of length {length} covers no input cell "
                         f"(window {window}, stride {stride}, dilation {dilation}, padding {pb}:{pe})")
     return axis
+
+
+@functools.lru_cache(maxsize=1)
+def memory_bytes() -> int:
+    """This machine's memory, in bytes (on systems that do not say: what no array can hold)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return sys.maxsize
 
 
 def same_padding(length: int, stride: int, span: int, lower: bool = False) -> tuple[int, int]:

@@ -44,6 +44,8 @@ PIXEL_MAX_CELLS = 16
 # benchmarks/README.md).
 FLAT_ALL_MAX_STRIDE = 2
 FLAT_ALL_MAX_AXES = 2
+# A flat pass's padded copy may be at most this many times the input's length.
+PADDED_MAX_FACTOR = 4
 # Sums over windows of up to this many cells add in the same order by doubling (sliding) as
 # cell by cell (direct and tile passes), so any pass gives them the same bits.
 SAME_ORDER_MAX_WINDOW = 3
@@ -72,6 +74,10 @@ def choose_pass(shape: tuple[int, ...], axis: int, g: Axis, combine: np.ufunc):
     if tiles(g) and cells <= PIXEL_MAX_CELLS and sums:
         return tile_pass
     if g.window == 1 or (sums and 3 < g.window <= g.stride and g.dilation == 1):
+        return direct_pass
+    if g.window > g.out and (g.out - 1) * g.stride + g.span > PADDED_MAX_FACTOR * g.length:
+        # a few windows far wider than the input: a flat pass would pad it to their width
+        # (2**40 cells), the direct pass visits only the taps that reach inside
         return direct_pass
     if cells < SHORT_ROW_CELLS or g.window >= FLAT_MIN_WINDOW:
         return flat_pass

@@ -7,6 +7,7 @@ into cache-sized bands that threads pool into one output (see ``plans`` and ``ex
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,8 +16,8 @@ from . import scratch
 from .errors import PoolError
 from .execute import run_bands
 from .geometry import (
-    broadcast, check_layout, check_padding_fits, make_axis, parse_padding, parse_sizes,
-    resolve_layout, spatial_axes,
+    broadcast, check_layout, check_padding_fits, make_axis, memory_bytes, parse_padding,
+    parse_sizes, resolve_layout, spatial_axes,
 )
 from .modes import MODES, Mode, owner_of
 from .plans import AdaptivePlan, GlobalPlan, WindowPlan
@@ -174,6 +175,8 @@ class PoolSpec:
         plan = self.plan(x.shape)
         if out is not None:
             _check_out(out, plan.out_shape, self.output_dtype(x.dtype), x)
+        else:
+            _check_fits(plan, x.size, self.output_dtype(x.dtype))
         return self.run(x, plan, threads, out)
 
     def output_dtype(self, dtype: np.dtype) -> np.dtype:
@@ -258,6 +261,24 @@ def _rounded_mean_64(x: np.ndarray, plan, counts: np.ndarray, out: np.ndarray) -
     rest //= counts
     # the mean lies within the inputs' range; int64 arithmetic wraps, so the parts may not
     np.add(q.astype(out.dtype) << np.array(32, out.dtype), rest.astype(out.dtype), out=out)
+
+
+def _check_fits(plan, cells: int, dtype: np.dtype) -> None:
+    """Refuse a pooling whose output, or whose passes, would outgrow this machine's memory
+    (a huge padding or output_size on a small input): a PoolError now, not a MemoryError
+    halfway or the kernel's out-of-memory killer. A pass holds at most the larger of the
+    input's and the output's length along each axis, in at most 8-byte sums."""
+    needs = math.prod(plan.out_shape) * dtype.itemsize
+    grown = math.prod(max(n, m) for n, m in zip(plan.in_shape, plan.out_shape))
+    if grown > cells:
+        needs = max(needs, grown * 8)
+    if needs > memory_bytes():
+        raise PoolError(f"pooling to shape {plan.out_shape} would need {_gib(needs)} of memory, "
+                        f"more than this machine's {_gib(memory_bytes())}")
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
 
 
 def _check_out(out, shape: tuple[int, ...], dtype: np.dtype, x: np.ndarray) -> None:
@@ -384,6 +405,8 @@ def _check_axis_counts(lists: dict[str, tuple], layout: str | None) -> None:
 
 def _check_power(power) -> float:
     try:
+        if isinstance(power, bool):  # True is 1 to float(), not a power anyone means
+            raise TypeError(power)
         p = float(power)
     except (TypeError, ValueError):
         raise PoolError(f"power must be a number > 0, got {power!r}") from None
