@@ -538,31 +538,53 @@ def _bomb_error(name: str, exc: Exception, limit: int | None) -> PoolError:
 def _image_array(name: str, im: Image.Image, fmt: str) -> tuple[np.ndarray, str]:
     """Return the array for a decoded image and the mode it corresponds to."""
     mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(im).astype(np.uint16, copy=False), "I;16"
-    if mode == "I" and fmt in ("png", "ppm"):
-        # PNG and PGM hold at most 16 bits; some Pillow versions hand them out as I.
-        return np.asarray(im).astype(np.uint16), "I;16"
-    if mode not in _MODE_DTYPE or (mode in ("L", "RGB") and "transparency" in im.info):
+    # PNG and PGM hold at most 16 bits; some Pillow versions hand them out as I
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N") or (mode == "I" and fmt in ("png", "ppm")):
+        return _with_key_alpha(np.asarray(im).astype(np.uint16, copy=False),
+                               im.info.get("transparency"))
+    if mode not in _MODE_DTYPE or (mode in ("1", "L", "RGB") and "transparency" in im.info):
         im = _to_common_mode(name, im)  # a colour key (tRNS) becomes an alpha channel
+    if fmt == "tiff" and im.mode in ("L", "I"):
+        return _tiff_samples(im, np.asarray(im)), im.mode
     return np.asarray(im), im.mode
 
 
+# A TIFF's (SampleFormat, BitsPerSample) -> its samples' dtype (SampleFormat 1: unsigned,
+# 2: signed, 3: float).
+_TIFF_SAMPLE_DTYPES = {(kind, 8 * np.dtype(t).itemsize): np.dtype(t) for kind, types in (
+    (1, (np.uint8, np.uint16, np.uint32)), (2, (np.int8, np.int16, np.int32)))
+    for t in types}
+
+
+def _tiff_samples(im: Image.Image, arr: np.ndarray) -> np.ndarray:
+    """One-channel TIFF samples in the file's own dtype: Pillow hands int8 out as L (uint8)
+    and uint32 as I (int32), the same bits, and int16 as I, the same values."""
+    def first(tag, default):
+        value = im.tag_v2.get(tag, default)
+        return value[0] if isinstance(value, tuple) else value
+
+    dtype = _TIFF_SAMPLE_DTYPES.get((first(339, 1), first(258, 1)))
+    if dtype is None or dtype == arr.dtype:
+        return arr
+    return arr.view(dtype) if dtype.itemsize == arr.itemsize else arr.astype(dtype)
+
+
 def _with_key_alpha(samples: np.ndarray, key) -> tuple[np.ndarray, str]:
-    """A 16-bit colour PNG's samples and mode; with a colour key (tRNS: an RGB triple), an
-    alpha channel is added, 0 where the pixel is that colour, as for 8-bit images."""
-    if key is None or samples.shape[2] != 3:
-        return samples, _UINT16_MODE_BY_CHANNELS[samples.shape[2]]
-    keyed = np.all(samples == np.asarray(key, np.uint16), axis=2)
+    """A 16-bit PNG's samples and mode; with a colour key (tRNS: a grey value or an RGB
+    triple), an alpha channel is added, 0 where the pixel is that colour, as for 8-bit images."""
+    grey = samples.ndim == 2
+    if key is None or not (grey or samples.shape[2] == 3):
+        return samples, "I;16" if grey else _UINT16_MODE_BY_CHANNELS[samples.shape[2]]
+    keyed = samples == key if grey else np.all(samples == np.asarray(key, np.uint16), axis=2)
     alpha = np.where(keyed, np.uint16(0), np.uint16(65535))
-    return np.dstack([samples, alpha]), "RGBA;16"
+    return np.dstack([samples, alpha]), "LA;16" if grey else "RGBA;16"
 
 
 def _to_common_mode(name: str, im: Image.Image) -> Image.Image:
     """Convert palette and exotic modes (P, YCbCr, LAB, RGBX, ...) to RGB or RGBA."""
     if im.mode == "La":
         target = "LA"
-    elif im.mode == "L" and "transparency" in im.info:
+    elif im.mode in ("1", "L") and "transparency" in im.info:
         target = "LA"
     else:
         # Covers alpha modes (PA, RGBa) and palette or tRNS transparency alike.

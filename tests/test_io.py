@@ -903,6 +903,40 @@ def test_colour_key_transparency_becomes_alpha(tmp_path):
     np.testing.assert_array_equal(loaded.arrays[None][..., :3], rgb8)
 
 
+def test_grey_colour_key_becomes_alpha_at_16_and_1_bits(tmp_path):
+    # tRNS on a grey PNG: 16 bits gives LA;16 (the key was dropped), 1 bit LA
+    grey16 = np.array([[1000, 2000], [5, 1000]], np.uint16)
+    path = tmp_path / "g16.png"
+    path.write_bytes(png16(grey16, 0, extra=((b"tRNS", struct.pack(">H", 1000)),)))
+    loaded = read_input(str(path))
+    assert loaded.image_mode == "LA;16"
+    np.testing.assert_array_equal(loaded.arrays[None][..., 0], grey16)
+    np.testing.assert_array_equal(loaded.arrays[None][..., 1], [[0, 65535], [65535, 0]])
+    bits = sample("1", 6, 8)
+    Image.fromarray(bits).save(tmp_path / "g1.png", transparency=1)
+    loaded = read_input(str(tmp_path / "g1.png"))
+    assert loaded.image_mode == "LA"
+    np.testing.assert_array_equal(loaded.arrays[None][..., 1], np.where(bits, 0, 255))
+    (tmp_path / "plain16.png").write_bytes(png16(grey16, 0))
+    loaded = read_input(str(tmp_path / "plain16.png"))
+    assert loaded.image_mode == "I;16" and loaded.arrays[None].ndim == 2
+
+
+def test_tiff_samples_keep_their_own_dtype(tmp_path):
+    # Pillow reads int8 as L (uint8) and uint32 as I (int32); the SampleFormat tag says which
+    i8 = np.array([[-100, 5], [127, -1]], np.int8)
+    Image.fromarray(i8.view(np.uint8)).save(tmp_path / "i8.tif", tiffinfo={339: 2})
+    u32 = np.array([[4_000_000_000, 5], [2**32 - 1, 0]], np.uint32)
+    Image.fromarray(u32.view(np.int32), "I").save(tmp_path / "u32.tif")
+    signed = b"\x53\x01\x03\x00\x01\x00\x00\x00\x02\x00"  # SampleFormat: 2 (signed)
+    data = (tmp_path / "u32.tif").read_bytes()
+    assert data.count(signed) == 1
+    (tmp_path / "u32.tif").write_bytes(data.replace(signed, signed[:-2] + b"\x01\x00"))
+    for name, want in (("i8.tif", i8), ("u32.tif", u32)):
+        got = read_input(str(tmp_path / name)).arrays[None]
+        assert got.dtype == want.dtype and got.tolist() == want.tolist()
+
+
 def test_failed_write_through_dot_dot_removes_what_makedirs_made(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
