@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
+import stat
 import threading
 import time
 import warnings
@@ -111,12 +113,24 @@ def find_sources(paths: list[str], recursive: bool) -> Iterator[Source | Result]
                 for name in sorted(files):
                     if io.is_input_name(name):
                         found = True
-                        yield Source(os.path.join(folder, name), "" if subdir == "." else subdir,
-                                     walked=True)
+                        yield _walked(os.path.join(folder, name), "" if subdir == "." else subdir)
             failed = list(_unlisted(unlisted))
             yield from failed
             if not found and not failed:
                 yield Result(path, "", ok=False, error=f"{path}: no images or arrays in this folder")
+
+
+def _walked(path: str, subdir: str) -> Source | Result:
+    """A file a folder's walk found; a named pipe, socket or device there fails (reading one
+    could block the batch for ever: only one named on the command line is read)."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # a broken link: reading it says what is wrong
+        regular = True
+    if regular:
+        return Source(path, subdir, walked=True)
+    return Result(path, "", ok=False,
+                  error=f"{path}: not a regular file (a pipe or device found in a folder is not read)")
 
 
 def _unlisted(errors: list[OSError]) -> Iterator[Result]:
@@ -257,7 +271,8 @@ class Batch:
         def one(index, item):
             try:
                 results = self.pool_file(item, index) if isinstance(item, Source) else [
-                    dataclasses.replace(item, mode=self.spec.mode.name)]
+                    dataclasses.replace(item, mode=self.spec.mode.name,
+                                        ceil_mode=self.spec.ceil_mode)]
             finally:  # failed before its claim, or never claiming: the next may go on
                 self._pass_turn(index)
             finished.append((index, results))  # list.append is atomic: threads may share it
@@ -419,7 +434,9 @@ class Batch:
 
     @staticmethod
     def _failed(blank: Result, message: str, path: str) -> Result:
-        return dataclasses.replace(blank, ok=False, error=" ".join(_named(path, message).split()))
+        # one line whatever the OS said, with the input's name as it is (two spaces stay two)
+        return dataclasses.replace(blank, ok=False,
+                                   error=_LINE_BREAKS.sub(" ", _named(path, message)))
 
 
 def check_output(path: str, dest: str, overwrite: bool, inputs: set[str],
@@ -441,6 +458,9 @@ def in_input_order(finished: list) -> list[Result]:
     """The results of :meth:`Batch.run`'s ``finished`` list, in input order."""
     return [result for _, results in sorted(finished, key=lambda done: done[0])
             for result in results]
+
+
+_LINE_BREAKS = re.compile(r"[ \t]*[\r\n\t\v\f]+[ \t]*")
 
 
 def _named(path: str, message: str) -> str:

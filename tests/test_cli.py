@@ -1471,6 +1471,38 @@ def test_info_corrupt_file_exits_1():
     assert line.startswith("poolcli: error: bad.png:")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_found_in_a_folder_fails_and_the_batch_goes_on():
+    rgb("d/a.png")
+    os.mkfifo("d/b.png")  # opening it would wait for a writer that never comes
+    rgb("d/c.png")
+    result = run("max", "d", "-r", "-o", "out/", "--json", code=1)
+    rows = json_rows(result.stdout)
+    assert [(r["input"], r["ok"]) for r in rows] == [
+        (os.path.join("d", "a.png"), True), (os.path.join("d", "b.png"), False),
+        (os.path.join("d", "c.png"), True)]
+    assert "not a regular file" in rows[1]["error"]
+    assert sorted(os.listdir("out")) == ["a_max.png", "c_max.png"]
+
+
+def test_errors_name_the_input_as_it_is_spelt():
+    Path("a  b.png").write_text("not a picture")  # two spaces
+    Path("tab\there.png").write_text("not a picture")
+    result = run("max", "a  b.png", "tab\there.png", "--json", code=1)
+    errors = [row["error"] for row in json_rows(result.stdout)]
+    assert errors[0].startswith("a  b.png: ")
+    assert errors[1].startswith("tab here.png: ")  # a tab or line break: a space, one line
+    assert all("\n" not in line for line in error_lines(result))
+
+
+def test_a_folder_without_recursive_has_the_commands_geometry_in_its_row():
+    rgb("d/a.png")
+    result = run("max", "d", "missing.png", "--ceil-mode", "--json", code=1)
+    rows = json_rows(result.stdout)
+    assert [(r["input"], r["ok"], r["mode"], r["ceil_mode"]) for r in rows] == [
+        ("d", False, "max", True), ("missing.png", False, "max", True)]
+
+
 # ----------------------------------------------------------------------------
 # the installed command, for real (subprocesses: slower, a few only)
 # ----------------------------------------------------------------------------
