@@ -307,6 +307,9 @@ class Batch:
             return [self._failed(blank, str(error), source.path)]
         except MemoryError:
             return [self._failed(blank, "not enough memory", source.path)]
+        except BrokenPipeError:  # -o - (or a named pipe) whose reader went away
+            return [self._failed(blank, "cannot write: the output's reader went away",
+                                 source.path)]
         except Exception as error:  # a batch must outlive one bad file, whatever went wrong
             return [self._failed(blank, f"{type(error).__name__}: {error}", source.path)]
 

@@ -6,8 +6,10 @@ The only module that uses Rich, imported lazily so that ``poolcli --version`` st
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
+import os
 import sys
 from typing import Callable, Iterator, TextIO
 
@@ -23,10 +25,23 @@ def warning_line(message: str) -> None:
 
 def json_lines(objects, stream: TextIO) -> None:
     """One compact JSON object per line; infinite or NaN numbers become null."""
-    for obj in objects:
-        stream.write(json.dumps(_finite(obj), separators=(", ", ": "), default=_jsonable,
-                                allow_nan=False) + "\n")
-    stream.flush()
+    try:
+        for obj in objects:
+            stream.write(json.dumps(_finite(obj), separators=(", ", ": "), default=_jsonable,
+                                    allow_nan=False) + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        _reader_gone(stream)
+
+
+def _reader_gone(stream: TextIO) -> None:
+    """The reader of a report went away (``poolcli ... | head``): the rest of the report goes
+    nowhere, and the command's exit code still says whether every input was done (the
+    work is over when the report is written)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())  # nor fails at exit
+    except (OSError, ValueError, AttributeError):  # not a file (a test's buffer)
+        pass
 
 
 def _finite(value):
@@ -42,12 +57,22 @@ def _finite(value):
 
 
 def _console(stream: TextIO):
-    from rich.console import Console
-
     is_tty = stream.isatty()
     # Off a terminal Rich would wrap at 80 columns; a log file is better with whole rows.
-    return Console(file=stream, width=None if is_tty else 160, highlight=False,
-                   force_terminal=None if is_tty else False)
+    return _console_class()(file=stream, width=None if is_tty else 160, highlight=False,
+                            force_terminal=None if is_tty else False)
+
+
+@functools.lru_cache(maxsize=1)
+def _console_class():
+    from rich.console import Console
+
+    class Reporter(Console):
+        def on_broken_pipe(self) -> None:  # Rich's own exits with 1, whatever was done
+            self.quiet = True
+            _reader_gone(self.file)
+
+    return Reporter
 
 
 def results_table(results, stream: TextIO, elapsed_s: float) -> None:

@@ -1597,6 +1597,21 @@ class TestSubprocess:
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
 
+    def test_subprocess_report_reader_gone_leaves_the_exit_code_to_the_inputs(self, samples):
+        """`| true` closes the pipe before the report: the inputs were done, so exit 0, and
+        data meant for that pipe is an input that failed."""
+        py = " ".join(map(shlex.quote, POOLCLI))
+        for command in ("max samples/chelsea.png samples/features.npy -o out/",
+                        "max samples/chelsea.png -o out2/ --json", "info samples/chelsea.png"):
+            done = _sh(f"{py} {command} | true", text=True)
+            assert done.returncode == 0, (command, done.stderr)
+            assert done.stderr == ""
+        assert sorted(os.listdir("out")) == ["chelsea_max.png", "features_max.npy"]
+        done = _sh(f"{py} max samples/chelsea.png -o - --format png | true", text=True)
+        assert done.returncode == 1
+        assert "samples/chelsea.png: cannot write: the output's reader went away" in done.stderr
+        assert "Error" not in done.stderr
+
     @staticmethod
     def _slow_batch(tmp_path, count: int, *args, after: str = "", **popen):
         """Start pooling ``count`` noise images (slow to encode: PNG level 9) into out/, and
