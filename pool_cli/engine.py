@@ -186,6 +186,8 @@ def output_path(source: Source, options: OutputOptions, mode: str, fmt: str,
     'a/cat_max.png'
     >>> output_path(Source("cat.png"), OutputOptions("out/{stem}.{mode}{ext}"), "avg", "npy")
     'out/cat.avg.npy'
+    >>> output_path(Source("cat.png"), OutputOptions("out/{stem}/"), "avg", "npy")
+    'out/cat/cat_avg.npy'
     """
     out = options.output
     if out == "-" or (out is None and source.path == "-"):
@@ -195,7 +197,9 @@ def output_path(source: Source, options: OutputOptions, mode: str, fmt: str,
     if out is None:
         return str(Path(source.path).with_name(f"{stem}_{mode}{ext}"))
     if is_template(out):
-        return out.format(stem=stem, mode=mode, ext=ext)
+        out = out.format(stem=stem, mode=mode, ext=ext)
+        if not out.endswith(("/", os.sep)):
+            return out  # else a folder of this input's own
     if is_folder_output(out):
         return str(Path(out) / source.subdir / f"{stem}_{mode}{ext}")
     return out

@@ -489,6 +489,14 @@ def test_template_output_creates_missing_parents():
     assert same(np.load("out/avg/x.avg.npy"), pool(x, "avg"))
 
 
+def test_template_ending_with_a_slash_is_a_folder_per_input():
+    rgb("a.png")
+    rgb("d/b.png", seed=1)
+    run("max", "a.png", "d", "-r", "-o", "out/{stem}/")
+    assert sorted(str(p) for p in Path("out").rglob("*.png")) == [
+        os.path.join("out", "a", "a_max.png"), os.path.join("out", "b", "b_max.png")]
+
+
 def test_template_with_format():
     x = npy("x.npy", (4, 6))
     run("max", "x.npy", "-o", "{stem}-pooled{ext}", "--format", "npz", "-q")
