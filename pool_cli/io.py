@@ -1208,6 +1208,8 @@ def _write_error(dest: str, exc: OSError) -> PoolError:
         what = "permission denied"
     elif isinstance(exc, (NotADirectoryError, FileExistsError)) and exc.filename != dest:
         what = "a parent path is not a directory"
+    elif exc.errno is None and "requested and" in str(exc):  # NumPy's short write: no errno
+        what = f"the disk may be full: {_one_line(exc)}"
     else:
         what = _one_line(exc.strerror or exc)
     return PoolError(f"{dest}: cannot write ({what})")

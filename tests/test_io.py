@@ -937,6 +937,13 @@ def test_tiff_samples_keep_their_own_dtype(tmp_path):
         assert got.dtype == want.dtype and got.tolist() == want.tolist()
 
 
+def test_a_short_write_says_the_disk_may_be_full():
+    # NumPy's tofile on a full disk: an OSError without errno nor strerror
+    error = pio._write_error("out/x.npy", OSError("1048576 requested and 524256 written"))
+    assert str(error) == ("out/x.npy: cannot write (the disk may be full: 1048576 requested "
+                          "and 524256 written)")
+
+
 def test_failed_write_through_dot_dot_removes_what_makedirs_made(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
