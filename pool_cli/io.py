@@ -866,8 +866,8 @@ def _cast(dest: str, arr: np.ndarray, mode: str, fmt: str, notes: list[str]) -> 
     if kind == "f":
         if np.isnan(arr).any():
             raise PoolError(f"{dest}: mode {mode} cannot store the NaN in the result; use .npy")
-        if want == bool:
-            return arr >= 0.5
+        if want == bool:  # rounded, then anything above 1 clipped (and said), as for sums
+            return _clip(dest, np.floor(arr + 0.5), np.dtype(np.uint8), notes, high=1).astype(bool)
         return _round_and_clip(dest, arr, want, notes)
     if kind in "biu" and want == bool:
         return _clip(dest, arr, np.dtype(np.uint8), notes, high=1).astype(bool)

@@ -1263,6 +1263,16 @@ def test_sum_of_an_image_is_written_clipped():
     assert same(read_image("a_sum.png")[1], as_image_values(pool(arr, "sum"), np.uint8))
 
 
+def test_lp_of_a_1_bit_image_is_clipped_and_says_so_as_sum_does():
+    bits = rng().random((8, 8)) > 0.5
+    save_image("b.png", bits)
+    norms = pool(bits, "lp")
+    result = run("lp", "b.png", "-o", "b_lp.png")
+    clipped = int(np.count_nonzero(np.floor(norms + 0.5) > 1))
+    assert clipped and f"b_lp.png: {clipped} values outside 0..1 clipped" in result.stderr
+    assert same(read_image("b_lp.png")[1], norms >= 0.5)
+
+
 def test_palette_image_with_transparency_reads_as_rgba():
     index = rng().integers(0, 4, (6, 8), dtype=np.uint8)
     im = Image.frombytes("P", (8, 6), index.tobytes())
