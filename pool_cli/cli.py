@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import time
 
@@ -172,6 +173,7 @@ def _pool_files(spec, inputs, output, fmt, overwrite, recursive, jobs, jpeg_qual
     from . import engine, report
 
     items = list(engine.find_sources(list(inputs), recursive))
+    output = _stdout_target(output)
     _check_outputs(output, fmt, items)
     options = engine.OutputOptions(output, fmt, overwrite, jpeg_quality, png_compression)
     items, skipped = engine.without_own_outputs(items, options, spec.mode.name)
@@ -229,6 +231,17 @@ def _carries_data(output: str | None) -> bool:
                 and not os.path.samefile(output, os.devnull))  # both /dev/null: no data shown
     except (OSError, ValueError, AttributeError):  # no such file; no real or no stdout at all
         return False
+
+
+def _stdout_target(output: str | None) -> str | None:
+    """``-`` for ``/dev/stdout`` (and the like) when standard output is a regular file (``>
+    out.png``): written into as it is, where the path would be an existing file to refuse
+    without ``--overwrite``, then to replace by another (no longer the shell's)."""
+    try:
+        to_file = stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # no real standard output
+        return output
+    return "-" if output not in (None, "-") and to_file and _carries_data(output) else output
 
 
 def _finish(results, elapsed: float, data_on_stdout: bool, as_json: bool, quiet: bool) -> None:
@@ -343,11 +356,22 @@ _PICTURE_OPTIONS = [
 ]
 
 
-def _check_picture_output(option: str, dest: str | None) -> None:
-    """Pictures are PNG files (or ``-``, standard output): another name is a usage error."""
-    if dest and dest != "-" and format_for_path(dest) != "png":
+def _picture_output(option: str, dest: str | None) -> str | None:
+    """``dest`` checked: pictures are PNG files, or go to standard output (another name is a
+    usage error); see :func:`_stdout_target`."""
+    if dest and not _picture_stream(dest) and format_for_path(dest) != "png":
         raise click.UsageError(f"{option} {dest}: pictures are written as PNG; "
                                "give a name ending in .png (or - for standard output)")
+    return _stdout_target(dest)
+
+
+def _picture_stream(dest: str) -> bool:
+    """``-``, ``/dev/stdout`` and the like (as the pooling commands tell them), or another
+    device or pipe (``/dev/null``, a named pipe, or /dev/stdout when that is /dev/null): the
+    PNG is written into it as it is, and it has no extension to get wrong."""
+    from .io import writes_in_place
+
+    return _carries_data(dest) or writes_in_place(dest)
 
 
 def _run_picture(job):
@@ -378,7 +402,7 @@ def compare(source, modes, repeat, channels, output, overwrite, as_json, quiet, 
     from . import engine, report
 
     names, options = _modes_options(modes, geometry)
-    _check_picture_output("-o", output)
+    output = _picture_output("-o", output)
     layout = options.pop("layout", None)
     dest, rows, notes = _run_picture(lambda: engine.compare(
         source, names, layout, {**options, "channels": channels}, output, overwrite, repeat))
@@ -417,7 +441,7 @@ def show(source, channels, page, normalize, cmap, before_after, mode, output, ov
     # checked with the layout even without --before-after: wrong letters or lists are usage
     # errors, as for pooling
     spec = _spec(mode or "max", {**given, "layout": layout})
-    _check_picture_output("-o", output)
+    output = _picture_output("-o", output)
     dest, notes = _run_picture(lambda: engine.show(
         source, layout, output, overwrite, channels=channels, normalize=normalize, cmap=cmap,
         page=page - 1, before_after=spec if before_after else None))
@@ -457,7 +481,7 @@ def analyze(source, modes, windows, strides, repeat, plot, overwrite, padding, l
     names, options = _modes_options(modes, {"padding": padding, "power": power, "layout": layout},
                                     windows=list(zip(sizes, steps or sizes)))
     options.pop("layout", None)  # checked with the geometry; engine.analyze takes it apart
-    _check_picture_output("--plot", plot)
+    plot = _picture_output("--plot", plot)
     rows = _run_picture(lambda: engine.analyze(source, layout, names, sizes, steps, repeat,
                                                options, plot, overwrite))
     for line in rows.skipped + ([] if quiet else rows.notes):

@@ -548,7 +548,10 @@ def compare(path: str, modes: list[str], layout: str | None, options: dict, outp
     with _picture_job(path):
         x, layout, stem, image_mode = load_array(path, layout)
         dest = picture_path(path, output, stem, "compare", overwrite)
-        sheet = compare_sheet(x, modes, layout, title=os.path.basename(path), repeat=repeat,
+        # an array from a file (2-D too) is a feature map; a decoded picture an image,
+        # unless given a layout that is not one
+        sheet = compare_sheet(x, modes, layout, kind="auto" if image_mode else "features",
+                              title=os.path.basename(path), repeat=repeat,
                               cmyk=image_mode == "CMYK", **options)
         io.save_picture(dest, sheet.image, overwrite=overwrite)
     return dest, sheet.rows, sheet.notes

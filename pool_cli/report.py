@@ -158,17 +158,19 @@ def analysis_table(rows: list[dict], stream: TextIO) -> None:
 
 
 def pareto_front(rows: list[dict]) -> set[int]:
-    """Rows that no other row beats on both time and PSNR (a NaN PSNR ranks nowhere).
+    """Rows that no other row beats on both time and PSNR (a NaN or -inf PSNR, an output that
+    lost the input, ranks nowhere).
 
     >>> sorted(pareto_front([{"time_ms_median": 1, "psnr_db": 20}, {"time_ms_median": 2, "psnr_db": 10},
-    ...                      {"time_ms_median": 3, "psnr_db": 30}, {"time_ms_median": 0, "psnr_db": float("nan")}]))
+    ...                      {"time_ms_median": 3, "psnr_db": 30}, {"time_ms_median": 0, "psnr_db": float("nan")},
+    ...                      {"time_ms_median": 0, "psnr_db": -float("inf")}]))
     [0, 2]
     """
     def beats(a, b):
         return (a["time_ms_median"] <= b["time_ms_median"] and a["psnr_db"] >= b["psnr_db"]
                 and (a["time_ms_median"] < b["time_ms_median"] or a["psnr_db"] > b["psnr_db"]))
 
-    ranked = [(i, row) for i, row in enumerate(rows) if not math.isnan(row["psnr_db"])]
+    ranked = [(i, row) for i, row in enumerate(rows) if row["psnr_db"] > -math.inf]
     return {i for i, row in ranked if not any(beats(other, row) for _, other in ranked)}
 
 

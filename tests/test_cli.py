@@ -1615,6 +1615,18 @@ class TestSubprocess:
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
 
+    def test_subprocess_dev_stdout_redirected_to_a_file_is_written_into(self, samples):
+        """`-o /dev/stdout > out.png`: /dev/stdout is then an existing regular file, which was
+        refused without --overwrite (and replaced with it); now written as `-o -` is."""
+        Path("out.png").write_bytes(b"old")
+        py = " ".join(map(shlex.quote, POOLCLI))
+        done = _sh(f"{py} max samples/chelsea.png -o /dev/stdout --format png > out.png",
+                   text=True)
+        assert done.returncode == 0, done.stderr
+        assert "samples/chelsea.png" in done.stderr  # the report went to standard error
+        with Image.open("out.png") as im:
+            assert im.size == (225, 150)
+
     def test_subprocess_report_reader_gone_leaves_the_exit_code_to_the_inputs(self, samples):
         """`| true` closes the pipe before the report: the inputs were done, so exit 0, and
         data meant for that pipe is an input that failed."""

@@ -340,6 +340,33 @@ def test_compare_one_dimensional_array():
     assert "signal.npy" in line
 
 
+def magenta(path) -> int:
+    """How many pixels of a picture have the colour of NaN in colour maps."""
+    return int(np.all(np.asarray(open_png(path)) == (255, 0, 255), axis=-1).sum())
+
+
+def test_compare_draws_a_2d_array_file_as_a_feature_map_and_a_grey_picture_as_an_image():
+    x = rng().random((16, 16))
+    x[0, :4] = np.nan
+    np.save("hw.npy", x)
+    np.save("chw.npy", x[None])
+    for name in ("hw", "chw"):
+        run("compare", f"{name}.npy", "--modes", "max", "-q")
+    # as --help says: colour-mapped, NaN in magenta, as the same data with one channel
+    assert magenta("hw_compare.png") == magenta("chw_compare.png") > 0
+    save_image("grey.png", (x[4:] * 255).astype(np.uint8))
+    run("compare", "grey.png", "--modes", "max", "-q")
+    assert magenta("grey_compare.png") == 0  # a decoded picture stays an image
+
+
+def test_compare_draws_a_2d_array_file_as_a_feature_map_whatever_its_layout():
+    x = rng().random((16, 16))
+    x[0, :4] = np.nan
+    np.save("hw.npy", x)
+    run("compare", "hw.npy", "--modes", "max", "--layout", "HW", "-q")
+    assert magenta("hw_compare.png") > 0
+
+
 @pytest.mark.parametrize("args", [
     ["compare", "a.png", "-o", "a.png", "--overwrite"],
     ["show", "maps.npy", "-o", "maps.npy", "--overwrite"],
@@ -394,7 +421,7 @@ def test_quiet_wins_over_json(args):
 # show
 # ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape", [(3, 12, 16), (2, 3, 12, 16)])
+@pytest.mark.parametrize("shape", [(12, 16), (3, 12, 16), (2, 3, 12, 16)])
 def test_show_grid_matches_library(shape):
     x = chw_npy("maps.npy", shape=shape)
     result = run("show", "maps.npy")
@@ -522,6 +549,16 @@ def test_show_missing_input():
     assert one_error(run("show", "nope.npy", code=1)) == "poolcli: error: nope.npy: no such file"
 
 
+@pytest.mark.parametrize("command", [["compare"], ["show"], ["show", "--before-after"]])
+@pytest.mark.parametrize("shape, axis", [((0, 4, 4), "C"), ((0, 3, 4, 4), "N")])
+def test_pictures_of_an_array_with_a_zero_length_axis_say_so(command, shape, axis):
+    np.save("empty.npy", np.zeros(shape, np.float32))
+    line = one_error(run(*command, "empty.npy", code=1))
+    assert line == (f"poolcli: error: empty.npy: nothing to draw: axis {axis} has length 0 "
+                    f"(shape {shape})")
+    assert os.listdir(".") == ["empty.npy"]
+
+
 # ----------------------------------------------------------------------------
 # analyze
 # ----------------------------------------------------------------------------
@@ -639,6 +676,29 @@ def test_analyze_feature_map_and_quiet():
 
 def test_analyze_missing_input():
     assert one_error(run("analyze", "nope.png", code=1)) == "poolcli: error: nope.png: no such file"
+
+
+@pytest.mark.parametrize("shape, axis", [((0, 4, 4), "C"), ((3, 0, 4), "H")])
+def test_analyze_an_array_with_a_zero_length_axis_fails_the_input(shape, axis):
+    np.save("empty.npy", np.zeros(shape, np.float32))
+    result = run("analyze", "empty.npy", "--repeat", "1", "--windows", "2", "--plot", "p.png",
+                 code=1)
+    assert one_error(result) == (f"poolcli: error: empty.npy: no values to analyze: axis {axis} "
+                                 f"has length 0 (shape {shape})")
+    assert result.stdout == "" and os.listdir(".") == ["empty.npy"]
+
+
+def test_analyze_values_whose_squares_overflow_float64():
+    np.save("big.npy", np.array([[0.0, 1e200], [1e200, 0.0]]))
+    rows = json_rows(run("analyze", "big.npy", "--repeat", "1", "--windows", "2", "--json",
+                         "--plot", "p.png").stdout)
+    by_mode = {r["mode"]: r for r in rows}
+    assert by_mode["max"]["psnr_db"] == pytest.approx(10 * np.log10(2))  # MSE = L**2 / 2
+    assert by_mode["avg"]["psnr_db"] == pytest.approx(10 * np.log10(4))  # MSE = L**2 / 4
+    assert all(r["energy_kept"] == 0.0 for r in rows)
+    open_png("p.png")
+    result = run("analyze", "big.npy", "--repeat", "1", "--windows", "2")
+    assert "data range 1e+200" in result.stdout and "Warning" not in result.stderr
 
 
 def test_analyze_every_geometry_skipped_fails_without_plot():
@@ -831,3 +891,44 @@ def test_analyze_lossless_is_judged_in_the_input_dtype_and_with_nan_in_place():
     [row] = json_rows(run("analyze", "nan.npy", "--windows", "1", "--modes", "max",
                           "--json").stdout)
     assert row["lossless"] is True and (row["ssim"], row["energy_kept"]) == (1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------
+# /dev/stdout is standard output, as -
+# ----------------------------------------------------------------------------
+
+def poolcli_process(*args, stdout=subprocess.PIPE):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", "pool_cli", *args], stdout=stdout,
+                          stderr=subprocess.PIPE, timeout=60, env=env)
+
+
+@pytest.mark.parametrize("args", [
+    ["compare", "a.png", "--modes", "max", "--json", "-o"],
+    ["show", "maps.npy", "-o"],
+    ["analyze", "a.png", "--modes", "max", "--windows", "2", "--repeat", "1", "--json", "--plot"],
+])
+@pytest.mark.parametrize("stdout", ["pipe", "devnull", "file"])
+def test_picture_to_dev_stdout_is_standard_output(args, stdout):
+    rgb_png("a.png")
+    chw_npy("maps.npy")
+    before = snapshot()
+    if stdout == "pipe":
+        done = poolcli_process(*args, "/dev/stdout")
+        data = done.stdout
+    elif stdout == "devnull":  # /dev/stdout is /dev/null: as `-o - > /dev/null`, no error
+        done = poolcli_process(*args, "/dev/stdout", stdout=subprocess.DEVNULL)
+        data = None
+    else:  # standard output redirected to a file, as `> picture.png` does
+        with open("picture.png", "wb") as out:
+            done = poolcli_process(*args, "/dev/stdout", stdout=out)
+        data = Path("picture.png").read_bytes()
+        before["picture.png"] = hashlib.sha256(data).hexdigest()
+    assert done.returncode == 0, done.stderr
+    if data is not None:
+        assert data.startswith(b"\x89PNG") and Image.open(io.BytesIO(data)).verify() is None
+    assert snapshot() == before  # nothing else written
+    if stdout != "devnull" and "--json" in args:  # the report goes to standard error
+        rows = [line for line in done.stderr.decode().splitlines() if line.startswith("{")]
+        assert json_rows("\n".join(rows))

@@ -170,6 +170,20 @@ class TestPSNR:
         assert default_data_range(np.full(3, 2.5)) == 1.0
         assert default_data_range(np.array([True, False])) == 1.0
 
+    def test_values_whose_squares_overflow_give_what_smaller_ones_give(self):
+        # PSNR is the same when the data and L are scaled together, and scaling by a power of
+        # two is exact: 2**700 (5e210) must score as 1 does, not overflow L**2 or the MSE
+        x = np.array([[0.0, 3.0], [5.0, 1.0]])
+        y = np.array([[1.0, 3.0], [4.0, 2.0]])
+        big = 2.0 ** 700
+        assert psnr(x * big, y * big) == psnr(x, y)
+        assert psnr(x * big, y * big, data_range=8 * big) == psnr(x, y, 8)
+
+    def test_a_span_past_float64s_range_still_scores(self):
+        x = np.array([1e308, -1e308])  # max - min overflows to inf
+        assert psnr(x, x[::-1]) == pytest.approx(0.0)  # every error is the whole span
+        assert psnr(x, np.zeros(2)) == pytest.approx(10 * math.log10(4))
+
 
 class TestSSIM:
     def test_identical_gives_exactly_one(self):
@@ -257,6 +271,19 @@ class TestSSIM:
         assert g.size == 11 and g.sum() == pytest.approx(1.0)
         assert g[5] / g[4] == pytest.approx(math.exp(1 / (2 * 1.5 ** 2)))
 
+    def test_values_whose_squares_overflow_give_what_smaller_ones_give(self):
+        # (K1 L)**2 overflowed for L past 1e156; SSIM is the same when the data and L are
+        # scaled together, so 2**700 times the data must score exactly as the data does
+        rng = np.random.default_rng(16)
+        x = rng.uniform(0, 255, (14, 15))
+        y = np.clip(x + rng.normal(0, 20, x.shape), 0, 255)
+        big = 2.0 ** 700
+        assert ssim(x * big, y * big) == ssim(x, y) < 1
+        assert ssim(x * big, y * big, 255 * big) == ssim(x, y, 255)
+        assert ssim_scorer(x * big)(y * big) == ssim(x, y)
+        lum, cs = ssim_maps(x * big, y * big)
+        assert np.array_equal(lum * cs, np.prod(ssim_maps(x, y), axis=0))
+
 
 class TestEnergyKept:
     def test_by_hand(self):
@@ -280,6 +307,13 @@ class TestEnergyKept:
         x = np.full((4, 4), 3.0)
         assert energy_kept(x, x) == 1.0
         assert energy_kept(x, x + 1) == 0.0
+
+    def test_values_whose_squares_overflow_give_what_smaller_ones_give(self):
+        x = np.array([[0.0, 2.0], [4.0, 6.0]])
+        u = np.array([[1.0, 1.0], [5.0, 5.0]])
+        big = 2.0 ** 1000  # 1e301: the sums of squares overflow float64
+        assert energy_kept(x * big, u * big) == energy_kept(x, u) == pytest.approx(0.8)
+        assert energy_kept(x * big, np.full_like(x, np.inf)) == 0.0  # nothing kept
 
 
 class TestUpscale:
@@ -430,7 +464,7 @@ class TestComposeSheet:
 class TestCompareSheet:
     def test_one_pixel_checkerboard(self):
         board = checkerboard_1px(16)
-        result = compare_sheet(board, ["max", "min", "avg"], window=2, title="board")
+        result = compare_sheet(board, ["max", "min", "avg"], "HW", window=2, title="board")
         sheet = reopen(result.image)
         boxes = sheet.info["panel_boxes"]
         assert len(boxes) == 4
@@ -452,7 +486,7 @@ class TestCompareSheet:
     def test_blocks_stay_at_the_input_scale(self):
         x = np.zeros((8, 8), np.uint8)
         x[0, 0] = 255  # one bright pixel: max pooling 4x4 lights the whole top-left block
-        sheet = reopen(compare_sheet(x, ["max"], window=4, min_panel=8).image)
+        sheet = reopen(compare_sheet(x, ["max"], "HW", window=4, min_panel=8).image)
         panel = pixels(sheet, sheet.info["panel_boxes"][1])
         assert panel.shape[:2] == (8, 8)
         assert np.all(panel[:4, :4] == 255) and np.all(panel[4:] == 0) and np.all(panel[:, 4:] == 0)
@@ -470,7 +504,7 @@ class TestCompareSheet:
 
     def test_outputs_off_the_input_scale_are_noted(self):
         x = np.random.default_rng(9).integers(0, 256, (16, 16), dtype=np.uint8)
-        result = compare_sheet(x, ["sum", "lp"], window=2, power=3)
+        result = compare_sheet(x, ["sum", "lp"], "HW", window=2, power=3)
         assert any(note.startswith("sum:") for note in result.notes)
         assert any(note.startswith("lp (p=3):") for note in result.notes)
 
@@ -486,6 +520,25 @@ class TestCompareSheet:
             compare_sheet(np.zeros((4, 4), np.uint8), ["median"])
         with pytest.raises(PoolError):
             compare_sheet(np.zeros((4, 4), np.uint8), ["max"], window=8)
+
+    def test_a_2d_array_without_a_layout_is_a_feature_map_with_hw_an_image(self):
+        # .npy files reach compare_sheet without a layout, decoded pictures with HW or HWC:
+        # a 2-D array is one colour-mapped map (NaN magenta, its range labelled), exactly as
+        # the same data with a channel axis of 1; with layout HW a grey image (NaN black)
+        x = np.arange(64.0).reshape(8, 8)
+        x[0, 0] = np.nan
+        as_map = compare_sheet(x, ["max"], window=2)
+        sheet = reopen(as_map.image)
+        magenta = np.all(pixels(sheet) == (255, 0, 255), axis=-1)
+        assert magenta.any()
+        assert [r["output_shape"] for r in as_map.rows] == [[4, 4]]
+        grid = reopen(feature_grid(x, None, max_tiles=16, max_width=1200, paged=False)[0])
+        assert np.array_equal(pixels(sheet, sheet.info["panel_boxes"][0]), pixels(grid))
+        one_channel = reopen(compare_sheet(x[None], ["max"], window=2).image)
+        assert magenta.sum() == np.all(pixels(one_channel) == (255, 0, 255), axis=-1).sum()
+        image = reopen(compare_sheet(x, ["max"], "HW", window=2, min_panel=8).image)
+        assert not np.all(pixels(image) == (255, 0, 255), axis=-1).any()
+        assert pixels(image, image.info["panel_boxes"][0])[0, 0].tolist() == [0, 0, 0]
 
 
 class TestFeatureGrid:
@@ -546,6 +599,20 @@ class TestFeatureGrid:
         grid = reopen(feature_grid(f, "NCHW", channels=[0, 2], min_tile=4)[0])
         assert len(grid.info["panel_boxes"]) == 4
         assert all(has_text(grid, b) for b in grid.info["label_boxes"])
+
+    @pytest.mark.parametrize("shape, layout, axis", [((0, 4, 4), None, "C"),
+                                                     ((0, 3, 4, 4), None, "N"),
+                                                     ((3, 0, 4), None, "H"),
+                                                     ((4, 0), None, "W"),
+                                                     ((4, 4, 0), "HWC", "C")])
+    def test_an_axis_of_length_zero_is_named_not_taken_for_a_selection(self, shape, layout,
+                                                                        axis):
+        with pytest.raises(ValueError, match=rf"^nothing to draw: axis {axis} has length 0 "
+                                             rf"\(shape \({shape[0]}, "):
+            feature_grid(np.zeros(shape, np.float32), layout)
+        with pytest.raises(ValueError, match=f"axis {axis} has length 0"):
+            feature_grid(np.zeros(shape, np.float32), layout, channels="0" if "C" in (
+                layout or "C") else None)
 
     def test_before_after(self):
         f = self.ramps(channels=2, h=4, w=8)
@@ -707,6 +774,24 @@ class TestAnalyze:
             analyze(x, None, ["median"], windows=[2])
         with pytest.raises(PoolError):
             analyze(x, None, ["max"], windows=[0])
+
+    def test_values_whose_squares_overflow_are_measured(self):
+        x = np.array([[0.0, 1e200], [1e200, 0.0]])  # L = 1e200: L**2 overflows float64
+        rows = analyze(x, None, ["max", "avg"], windows=[2], repeat=1)
+        # max makes every cell 1e200: MSE L**2 / 2; avg every cell 5e199: MSE L**2 / 4
+        assert rows[0]["psnr_db"] == pytest.approx(10 * math.log10(2), abs=1e-12)
+        assert rows[1]["psnr_db"] == pytest.approx(10 * math.log10(4), abs=1e-12)
+        for row in rows:
+            assert row["energy_kept"] == 0.0 and 0 < row["ssim"] < 1
+        assert rows.data_range == 1e200
+
+    @pytest.mark.parametrize("shape, axis", [((0, 4, 4), "C"), ((2, 0, 3, 4, 4), "C"),
+                                             ((3, 4, 0), "W")])
+    def test_an_array_without_values_is_refused(self, shape, axis):
+        with pytest.raises(PoolError, match=rf"^no values to analyze: axis {axis} has length 0"):
+            analyze(np.zeros(shape, np.float32), None, ["max"], windows=[2], repeat=1)
+        with pytest.raises(PoolError, match="unknown"):  # usage errors still come first
+            analyze(np.zeros(shape, np.float32), None, ["median"], windows=[2], repeat=1)
 
     def test_timing_wraps_only_the_pooling(self, monkeypatch):
         from pool_cli.core.pooling import PoolSpec

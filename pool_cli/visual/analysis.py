@@ -15,7 +15,9 @@ import numpy as np
 from pool_cli.core import PoolError, make_spec
 from pool_cli.core.modes import split_options
 from pool_cli.core.geometry import resolve_layout
-from .metrics import default_data_range, energy_kept, psnr, ssim_scorer, timed_run, upscale_nearest
+from .metrics import (
+    default_data_range, empty_axes, energy_kept, psnr, ssim_scorer, timed_run, upscale_nearest,
+)
 
 __all__ = ["Analysis", "UPSCALING", "analyze", "geometry_label"]
 
@@ -124,7 +126,8 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
     Raises
     ------
     pool_cli.PoolError
-        For mistakes whatever the input (an unknown mode, a window below 1...).
+        For mistakes whatever the input (an unknown mode, a window below 1...), then for an
+        input without values (an axis of length 0).
 
     Examples
     --------
@@ -153,6 +156,8 @@ def analyze(x, layout: str | None = None, modes=("max", "avg", "min", "lp"), win
         shared, own = split_options(mode, pool_options)
         options = dict(window=window, stride=stride, layout=layout, **shared, **own)
         jobs.append((mode, make_spec(mode, **options)))  # usage errors raise here
+    if a.size == 0:  # nothing to time or compare, and no output size to divide by
+        raise PoolError(f"no values to analyze: {empty_axes(a.shape, layout)}")
 
     reference = a.astype(np.float64)
     ssim_of = ssim_scorer(reference, L, layout)  # the reference filtered once for every row

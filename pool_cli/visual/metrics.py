@@ -32,7 +32,17 @@ SSIM (:func:`ssim`)
 Data range ``L`` (:func:`default_data_range`)
     255 for uint8, 65535 for uint16 (the dtype's span for int8 and int16, 1 for bool), and
     ``max - min`` of the reference for floats and wider integers (1 when the reference is
-    constant).
+    constant; ``inf`` when the span is past float64's range, as from -1e308 to 1e308).
+
+Large values
+    PSNR, SSIM and energy kept do not change when the data (and ``L``) are multiplied by one
+    number, and multiplying by a power of two is exact. So they are computed on the data
+    times the power of two ``s <= 1`` that brings ``L`` (for energy kept, the largest
+    magnitude of the reference) below 1: the same results, but squares that stay finite
+    where ``L**2`` or a squared error would overflow float64 (values spread beyond about
+    1e154). An infinite ``L`` that is the reference's span overflowing is measured on the
+    halves of the values. An output that holds ``inf`` where the input is finite scores a
+    PSNR of ``-inf``, an SSIM of NaN and an energy kept of 0.
 
 Energy kept (:func:`energy_kept`)
     The share of the input's signal energy about its mean that the upscaled output keeps:
@@ -46,6 +56,7 @@ Energy kept (:func:`energy_kept`)
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -191,11 +202,14 @@ def psnr(reference, test, data_range: float | None = None) -> float:
     """
     ref, tst = _pair(reference, test)
     L = default_data_range(reference) if data_range is None else float(data_range)
-    mse = float(np.mean(np.square(ref - tst)))
+    L, s = _scaled_range(ref, L)
+    mse = float(np.mean(np.square(_scaled(ref, s) - _scaled(tst, s))))
     if np.isnan(mse):
         return float("nan")
     if mse == 0:
         return float("inf")
+    if math.isinf(mse):  # inf in the test where the reference is finite: nothing is right
+        return -math.inf
     return float(10 * np.log10(L * L / mse))
 
 
@@ -324,8 +338,10 @@ class _SsimReference:
     """A reference filtered once: its valid-region local means and variances."""
 
     def __init__(self, reference, data_range: float | None, axes: tuple[int, ...]):
-        self.x = np.asarray(reference, dtype=np.float64)
+        x = np.asarray(reference, dtype=np.float64)
         L = default_data_range(reference) if data_range is None else float(data_range)
+        L, self.scale = _scaled_range(x, L)  # L below 1: C1, C2 and the squares stay finite
+        self.x = _scaled(x, self.scale)
         self.c1, self.c2 = (SSIM_K1 * L) ** 2, (SSIM_K2 * L) ** 2
         self.axes, self.windows = axes, _ssim_windows(self.x.shape, axes)
         self.mx = self._filter(self.x)
@@ -336,6 +352,7 @@ class _SsimReference:
 
     def maps(self, test) -> tuple[np.ndarray, np.ndarray]:
         x, y = _pair(self.x, test)
+        y = _scaled(y, self.scale)
         mx, my = self.mx, self._filter(y)
         syy = self._filter(y * y) - my * my
         sxy = self._filter(x * y) - mx * my
@@ -361,6 +378,9 @@ def energy_kept(reference, test, layout: str | None = None) -> float:
     """
     x, u = _pair(reference, test)
     axes = spatial_axes(resolve_layout(layout, x.ndim))
+    finite = np.abs(x[np.isfinite(x)])
+    s = _scale_below_one(float(np.max(finite)) if finite.size else 0.0)
+    x, u = _scaled(x, s), _scaled(u, s)  # |x| below 1: sums of squares stay finite
     residual = float(np.sum(np.square(x - u)))
     signal = float(np.sum(np.square(x - np.mean(x, axis=axes, keepdims=True))))
     if np.isnan(residual) or np.isnan(signal):
@@ -368,6 +388,56 @@ def energy_kept(reference, test, layout: str | None = None) -> float:
     if signal == 0:
         return 1.0 if residual == 0 else 0.0
     return float(min(1.0, max(0.0, 1.0 - residual / signal)))
+
+
+def _scale_below_one(value: float) -> float:
+    """The power of two ``s`` that brings ``value`` into [0.5, 1) when it is 1 or more; 1 for
+    smaller values (never scaled up: tiny ranges of large values would overflow), inf, NaN.
+
+    >>> _scale_below_one(255.0), _scale_below_one(0.3)
+    (0.00390625, 1.0)
+    """
+    if not math.isfinite(value) or abs(value) < 1:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(value)[1])
+
+
+def _scaled_range(reference: np.ndarray, L: float) -> tuple[float, float]:
+    """``(L * s, s)``, ``s`` the power of two of :func:`_scale_below_one`: the data range
+    and the factor PSNR and SSIM scale the data by (see "Large values" above).
+
+    An infinite ``L`` may be the span of a reference past float64's range (1e308 - -1e308):
+    it is then measured on the halves of the values, which fit.
+
+    >>> _scaled_range(np.array([0.0, 1e200]), 1e200)[1] * 1e200 < 1
+    True
+    >>> L, s = _scaled_range(np.array([-1e308, 1e308]), float("inf"))
+    >>> 0.5 <= L < 1, L == 1e308 * s * 2  # the span, 2e308, times s
+    (True, True)
+    """
+    if L == math.inf:
+        half = default_data_range(reference / 2)
+        if math.isinf(2 * half):
+            s = _scale_below_one(half)
+            return half * s, s / 2
+    s = _scale_below_one(L)
+    return L * s, s
+
+
+def _scaled(a: np.ndarray, s: float) -> np.ndarray:
+    """``a * s`` (exact: ``s`` is a power of two), without a copy when ``s`` is 1."""
+    return a if s == 1 else a * s
+
+
+def empty_axes(shape, layout: str) -> str:
+    """Why an array holds no values, for error messages.
+
+    >>> empty_axes((0, 4, 4), "CHW"), empty_axes((0, 0, 4, 4), "NCHW")
+    ('axis C has length 0 (shape (0, 4, 4))', 'axes N, C have length 0 (shape (0, 0, 4, 4))')
+    """
+    letters = [letter for letter, n in zip(layout, shape) if n == 0]
+    which = f"axis {letters[0]} has" if len(letters) == 1 else f"axes {', '.join(letters)} have"
+    return f"{which} length 0 (shape {tuple(int(n) for n in shape)})"
 
 
 def _pair(reference, test) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from pool_cli.core import make_spec
 from pool_cli.core.modes import split_options
 from pool_cli.core.geometry import resolve_layout
 from .colormaps import DIVERGING, apply_colormap, get_colormap
-from .metrics import timed_run, upscale_nearest
+from .metrics import empty_axes, timed_run, upscale_nearest
 
 __all__ = ["BACKGROUND", "CompareResult", "compare_sheet", "compose_sheet", "colorbar",
            "describe_geometry", "display_range", "feature_grid", "format_shape",
@@ -593,6 +593,8 @@ def feature_grid(array, layout: str | None = None, channels=None, normalize: str
                          f"{'H' if 'H' not in layout else 'W'}")
     if normalize not in ("channel", "global"):
         raise ValueError(f"normalize must be 'channel' or 'global', not {normalize!r}")
+    if a.size == 0:  # said before any selection, which would find no channel to blame
+        raise ValueError(f"nothing to draw: {empty_axes(a.shape, layout)}")
     get_colormap(cmap)  # unknown names fail early
     lead = [i for i, letter in enumerate(layout) if letter not in "HW"]
     perm = lead + [layout.index("H"), layout.index("W")]
@@ -747,6 +749,7 @@ def mode_title(spec) -> str:
 
 
 def _is_image_layout(layout: str, shape) -> bool:
+    """Whether a resolved layout can be drawn as an image: HW, or HWC with 1-4 channels."""
     if layout == "HW":
         return True
     return layout == "HWC" and 1 <= shape[2] <= 4
@@ -768,16 +771,20 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
     Parameters
     ----------
     x : array_like
-        An image (``HW``, or ``HWC`` with 1-4 channels; alpha is composited over a
-        checkerboard) or a feature map (anything else with H and W axes, drawn as a
-        :func:`feature_grid` per panel).
+        An image (``HW``, or ``HWC`` with 1-4 channels, named by ``layout``; alpha is
+        composited over a checkerboard) or a feature map (anything else with H and W axes,
+        drawn as a :func:`feature_grid` per panel); see ``kind``.
     modes : sequence of str
         Pooling modes, one panel each.
     layout : str, optional
-        Axis letters; by default from the number of dimensions (3-D defaults to ``CHW``, so
-        pass ``'HWC'`` for a colour image).
+        Axis letters; by default from the number of dimensions (2-D ``HW``, 3-D ``CHW``),
+        and the array is then a feature map: pass ``'HW'`` for a grey image, ``'HWC'`` for
+        a colour one.
     kind : {'auto', 'image', 'features'}
-        ``auto`` draws ``HW`` and ``HWC`` (1-4 channels) as images, the rest as feature grids.
+        ``auto`` draws an array whose ``layout`` is given as ``HW`` or ``HWC`` (1-4 channels)
+        as an image, as :func:`pool_cli.io.read_input` gives decoded pictures; everything
+        else as feature grids, among them arrays without a layout (``.npy`` files), 2-D
+        ones too (one map: NaN in magenta, its value range labelled).
     title : str, optional
         Heading of the sheet.
     repeat : int
@@ -811,14 +818,18 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
     Examples
     --------
     >>> board = (np.indices((8, 8)).sum(axis=0) % 2 * 255).astype(np.uint8)
-    >>> sheet, notes, rows = compare_sheet(board, ["max", "min"], window=2)
+    >>> sheet, notes, rows = compare_sheet(board, ["max", "min"], "HW", window=2)
     >>> [r["output_shape"] for r in rows]
     [[4, 4], [4, 4]]
     """
     a = np.asarray(x)
+    given = layout
     layout = resolve_layout(layout, a.ndim)
     if kind == "auto":
-        kind = "image" if _is_image_layout(layout, a.shape) else "features"
+        # pictures come with their reader's HW or HWC; arrays without a layout (.npy files)
+        # are feature maps even when 2-D, so that NaN and the value range show
+        image = given is not None and _is_image_layout(layout, a.shape)
+        kind = "image" if image else "features"
     if kind not in ("image", "features"):
         raise ValueError(f"kind must be 'auto', 'image' or 'features', not {kind!r}")
     if kind == "image" and not _is_image_layout(layout, a.shape):
