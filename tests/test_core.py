@@ -755,6 +755,20 @@ ERROR_CASES = [
 ]
 
 
+@pytest.mark.parametrize("valid,invalid", [
+    (dict(window=2), dict(window=2.0)), (dict(window=2), dict(window=True)),
+    (dict(window=(2, 2)), dict(window=(2.0, 2))), (dict(stride=1), dict(stride=True)),
+    (dict(padding=(1, 0)), dict(padding=(1.0, 0))), (dict(window=3, padding=1), dict(window=3, padding=True))])
+def test_remembered_options_equal_as_keys_are_still_checked_each(valid, invalid):
+    """pool() remembers checked options; 2 == 2.0 == True, but only 2 is a window."""
+    x = np.arange(36.0).reshape(6, 6)
+    want = pool(x, "max", **valid)
+    for _ in range(2):  # before and after the invalid one was tried
+        with pytest.raises(PoolError):
+            pool(x, "max", **invalid)
+        assert np.array_equal(pool(x, "max", **valid), want)
+
+
 @pytest.mark.parametrize("x,mode,kwargs", [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])
 def test_user_errors_raise_pool_error(x, mode, kwargs):
     x_before = np.array(x, copy=True)

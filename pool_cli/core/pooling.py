@@ -7,6 +7,7 @@ into cache-sized bands that threads pool into one output (see ``plans`` and ``ex
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -102,11 +103,38 @@ def pool(x, mode: str, window=2, stride=None, padding=0, dilation=1, ceil_mode: 
     >>> pool(np.arange(5.0), "avg", output_size=3)
     array([0.5, 2. , 3.5])
     """
-    spec = make_spec(mode, window=window, stride=stride, padding=padding, dilation=dilation,
-                     ceil_mode=ceil_mode, count_include_pad=count_include_pad, layout=layout,
-                     power=power, ignore_nan=ignore_nan, output_size=output_size,
-                     global_pool=global_pool, rounded=rounded)
-    return spec.apply(x, threads, out)
+    options = (("mode", mode), ("window", window), ("stride", stride), ("padding", padding),
+               ("dilation", dilation), ("ceil_mode", ceil_mode),
+               ("count_include_pad", count_include_pad), ("layout", layout), ("power", power),
+               ("ignore_nan", ignore_nan), ("output_size", output_size),
+               ("global_pool", global_pool), ("rounded", rounded))
+    key = tuple((name, _types(value), value) for name, value in options)
+    try:
+        hash(key)
+    except TypeError:  # an option that cannot be a key (a list, an array): checked every call
+        return make_spec(**dict(options)).apply(x, threads, out)
+    return _remembered_spec(key).apply(x, threads, out)
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_spec(options: tuple) -> "PoolSpec":
+    """:func:`make_spec` once per set of options, and each spec's plans once per shape (see
+    :meth:`PoolSpec.apply`): a stream of small frames pays for its checks once (3x64x64, 2x2
+    max: 64 to 36 us a call), and a call after a large array has swept the caches no longer
+    runs that much Python cold (W7 of ``poolcli bench``: 3-4% faster)."""
+    return make_spec(**{name: value for name, _, value in options})
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_plan(spec: "PoolSpec", shape: tuple[int, ...]):
+    return spec.plan(shape)
+
+
+def _types(value):
+    # 2, 2.0 and True are equal keys, but not the same option
+    if type(value) is tuple:
+        return tuple(map(_types, value))
+    return type(value)
 
 
 @dataclass(frozen=True)
@@ -172,7 +200,7 @@ class PoolSpec:
             raise PoolError(f"x is not an array of numbers ({str(error).splitlines()[0]})") \
                 from None
         check_dtype(x.dtype)
-        plan = self.plan(x.shape)
+        plan = _remembered_plan(self, x.shape)
         if out is not None:
             _check_out(out, plan.out_shape, self.output_dtype(x.dtype), x)
         else:
