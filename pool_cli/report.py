@@ -132,8 +132,9 @@ def compare_table(rows: list[dict], stream: TextIO) -> None:
     for name in ("mode", "window", "stride", "padding", "output shape", "pool ms"):
         table.add_column(name, justify="right" if name == "pool ms" else "left")
     for row in rows:
+        padding = _sizes(row.get("padding")) + (", ceil mode" if row.get("ceil_mode") else "")
         table.add_row(row["mode"], _sizes(row.get("window")), _sizes(row.get("stride")),
-                      _sizes(row.get("padding")), _shape(row["output_shape"]), f"{row['time_ms']:.2f}")
+                      padding, _shape(row["output_shape"]), f"{row['time_ms']:.2f}")
     _console(stream).print(table)
 
 

@@ -138,6 +138,7 @@ def test_compare_default_output_beside_input_and_json_rows(name):
         assert r["output_shape"] == list(y.shape) and r["output_dtype"] == str(y.dtype)
         assert r["window"] == [2, 2] and r["stride"] == [2, 2]
         assert r["padding"] == [[0, 0], [0, 0]] and r["time_ms"] >= 0
+        assert r["ceil_mode"] is False
     sheet = open_png(dest)
     # Input plus four panels, each at least as large as the input.
     assert sheet.width > 5 * x.shape[-1] and sheet.height > x.shape[-2]
@@ -207,6 +208,15 @@ def test_compare_mode_specific_options_reach_their_mode():
     assert [r["mode"] for r in rows] == ["lp", "avg"]
     assert rows[0]["output_shape"] == list(pool(x, "lp", window=3, padding=1, power=3,
                                                  layout="HWC").shape)
+
+
+def test_compare_rows_and_table_name_ceil_mode():
+    save_image("odd.png", checkerboard(9))
+    rows = json_rows(run("compare", "odd.png", "--modes", "max", "-w", "2", "--ceil-mode",
+                         "--json", "-o", "a.png").stdout)
+    assert [(r["ceil_mode"], r["output_shape"]) for r in rows] == [(True, [5, 5])]
+    table = run("compare", "odd.png", "--modes", "max", "-w", "2", "--ceil-mode", "-o", "b.png")
+    assert "ceil mode" in table.stdout
 
 
 def test_compare_checkerboard_max_white_min_black():

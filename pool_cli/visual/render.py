@@ -888,10 +888,11 @@ def compare_sheet(x, modes=("max", "avg", "min", "lp"), layout: str | None = Non
                 notes.append(f"{label}: values exceed the input's range; tiles use their "
                              f"own scale")
             image = render(up, None if same_scale else "own")
-        panels.append(([label, describe_geometry(plan),
+        geometry = describe_geometry(plan) + ("  ceil mode" if spec.ceil_mode else "")
+        panels.append(([label, geometry,
                         f"out {format_shape(y.shape)} {y.dtype}  {_format_ms(ms)}"], image))
         rows.append({"mode": mode, "output_shape": list(y.shape), "output_dtype": str(y.dtype),
-                     "time_ms": ms, **plan.describe()})
+                     "time_ms": ms, **plan.describe(), "ceil_mode": spec.ceil_mode})
     footer = ["pooled outputs scaled back up to the input's size with nearest neighbour "
               "(each output over the cells its window covers)"]
     if repeat > 1:
