@@ -6,6 +6,7 @@ and exit codes: 0 every input done, 1 some input failed, 2 usage error (nothing 
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -520,8 +521,30 @@ def _interrupt(signum, frame):
     raise Interrupted(signum)
 
 
+class _ShutStream:
+    """A standard stream the shell closed (``>&-``, Python's ``None``): every write fails as
+    into a pipe whose reader went away, which the reports and the outputs already handle."""
+
+    buffer = property(lambda self: self)
+
+    def write(self, data):
+        raise BrokenPipeError(errno.EPIPE, "closed by the shell")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "closed by the shell")
+
+
 def main() -> None:
     """Entry point of the ``poolcli`` console script."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, _ShutStream())
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     for signum, handler in previous.items():
         if handler is not signal.SIG_IGN:  # kept ignored (a background job)

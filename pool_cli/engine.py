@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import stat
 import threading
 import time
@@ -23,6 +22,7 @@ import numpy as np
 
 from . import io
 from .core import PoolError, PoolSpec, check_dtype
+from .core.errors import one_line
 from .core.execute import split_order
 from .core.geometry import DEFAULT_LAYOUTS
 
@@ -311,9 +311,6 @@ class Batch:
             return [self._failed(blank, str(error), source.path)]
         except MemoryError:
             return [self._failed(blank, "not enough memory", source.path)]
-        except BrokenPipeError:  # -o - (or a named pipe) whose reader went away
-            return [self._failed(blank, "cannot write: the output's reader went away",
-                                 source.path)]
         except Exception as error:  # a batch must outlive one bad file, whatever went wrong
             return [self._failed(blank, f"{type(error).__name__}: {error}", source.path)]
 
@@ -443,7 +440,7 @@ class Batch:
     def _failed(blank: Result, message: str, path: str) -> Result:
         # one line whatever the OS said, with the input's name as it is (two spaces stay two)
         return dataclasses.replace(blank, ok=False,
-                                   error=_LINE_BREAKS.sub(" ", _named(path, message)))
+                                   error=one_line(_named(path, message)))
 
 
 def check_output(path: str, dest: str, overwrite: bool, inputs: set[str],
@@ -465,9 +462,6 @@ def in_input_order(finished: list) -> list[Result]:
     """The results of :meth:`Batch.run`'s ``finished`` list, in input order."""
     return [result for _, results in sorted(finished, key=lambda done: done[0])
             for result in results]
-
-
-_LINE_BREAKS = re.compile(r"[ \t]*[\r\n\t\v\f]+[ \t]*")
 
 
 def _named(path: str, message: str) -> str:

@@ -395,6 +395,7 @@ def _load_image(name: str, f: BinaryIO, head: bytes, fmt: str | None, nbytes: in
         if deep is not None:
             arr, mode = _with_key_alpha(deep, im.info.get("transparency"))
         else:
+            _scale_grey_key(im, seen_as, head)
             arr, mode = _image_array(name, im, seen_as)
         icc = im.info.get("icc_profile") or None
     finally:
@@ -569,6 +570,15 @@ def _tiff_samples(im: Image.Image, arr: np.ndarray) -> np.ndarray:
     return arr.view(dtype) if dtype.itemsize == arr.itemsize else arr.astype(dtype)
 
 
+def _scale_grey_key(im: Image.Image, fmt: str, head: bytes) -> None:
+    """Pillow scales the samples of a 2- or 4-bit grey PNG up to 0..255, but not its colour
+    key (at 1 bit it scales both): scaled alike, the key finds its pixels again."""
+    key = im.info.get("transparency")
+    if (fmt == "png" and isinstance(key, int) and len(head) >= 26 and head[12:16] == b"IHDR"
+            and head[25] == 0 and head[24] in (2, 4)):
+        im.info["transparency"] = key * (255 // (2 ** head[24] - 1))
+
+
 def _with_key_alpha(samples: np.ndarray, key) -> tuple[np.ndarray, str]:
     """A 16-bit PNG's samples and mode; with a colour key (tRNS: a grey value or an RGB
     triple), an alpha channel is added, 0 where the pixel is that colour, as for 8-bit images."""
@@ -704,8 +714,23 @@ def _emit(dest: str, fmt: str, encode, overwrite: bool, stdout: BinaryIO | None)
     if dest != "-":
         _write_atomically(dest, fmt, encode, overwrite)
         return
-    out = stdout if stdout is not None else sys.stdout.buffer
-    out.write(_encoded(dest, fmt, encode))
+    data = _encoded(dest, fmt, encode)
+    try:
+        _write_all(stdout if stdout is not None else sys.stdout.buffer, data)
+    except BrokenPipeError:
+        raise PoolError("cannot write: the output's reader went away") from None
+
+
+def _write_all(out: BinaryIO, data: bytes) -> None:
+    """All of ``data`` into ``out``: a buffered write into a pipe whose reader leaves midway
+    returns what it wrote so far, without an error, so the rest is written again (and then
+    raises BrokenPipeError)."""
+    rest = memoryview(data)
+    while rest:
+        written = out.write(rest)
+        if not written:
+            raise BrokenPipeError(errno.EPIPE, "nothing more could be written")
+        rest = rest[written:]
     out.flush()
 
 
@@ -1121,8 +1146,11 @@ def _write_atomically(dest: str, fmt: str, encode: Encoder, overwrite: bool) -> 
                 fd = _create_temp(parent, os.path.basename(dest), attempted)
         except OSError as exc:
             raise _write_error(dest, exc) from exc
-        with os.fdopen(fd, "wb") as f:
-            _run_encoder(dest, fmt, encode, f)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                _run_encoder(dest, fmt, encode, f)
+        except OSError as exc:  # the buffered rest, written as the file closes (a full disk)
+            raise _write_error(dest, exc) from exc
         _publish(dest, attempted[-1], overwrite)
     except BaseException:  # a signal too: nothing half-written is left, nor a new folder
         for tmp in attempted:

@@ -13,14 +13,23 @@ import os
 import sys
 from typing import Callable, Iterator, TextIO
 
+from .core.errors import one_line
+
 
 def error_line(message: str) -> None:
     """One plain line on standard error: ``poolcli: error: <input>: <problem>``."""
-    print(f"poolcli: error: {message}", file=sys.stderr, flush=True)
+    _line(f"poolcli: error: {message}")
 
 
 def warning_line(message: str) -> None:
-    print(f"poolcli: warning: {message}", file=sys.stderr, flush=True)
+    _line(f"poolcli: warning: {message}")
+
+
+def _line(text: str) -> None:
+    try:
+        print(one_line(text), file=sys.stderr, flush=True)
+    except BrokenPipeError:  # `2>&1 | head`: the exit code still says what was done
+        _reader_gone(sys.stderr)
 
 
 def json_lines(objects, stream: TextIO) -> None:

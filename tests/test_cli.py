@@ -1511,6 +1511,11 @@ def test_errors_name_the_input_as_it_is_spelt():
     assert errors[0].startswith("a  b.png: ")
     assert errors[1].startswith("tab here.png: ")  # a tab or line break: a space, one line
     assert all("\n" not in line for line in error_lines(result))
+    Path("line\nbreak.png").write_text("not a picture")
+    for command in (["info"], ["max"], ["compare"], ["show"]):
+        result = run(*command, "line\nbreak.png", code=1)
+        assert result.stderr.count("\n") == 1, result.stderr  # one line, for every command
+        assert result.stderr.startswith("poolcli: error: line break.png: ")
 
 
 def test_a_folder_without_recursive_has_the_commands_geometry_in_its_row():
@@ -1531,6 +1536,10 @@ POOLCLI = [sys.executable, "-m", "pool_cli"]
 # The subprocesses import pool_cli from this tree, whatever is installed.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
     [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+def error_lines_of(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("poolcli: error:")]
 
 
 def _sh(command: str, **kwargs) -> subprocess.CompletedProcess:
@@ -1612,8 +1621,11 @@ class TestSubprocess:
         py = " ".join(map(shlex.quote, POOLCLI))
         done = _sh(f"{py} max samples/chelsea.png -w 1 -o - --format npy | head -c 10 > /dev/null",
                    text=True)
-        assert done.returncode == 0, done.stderr
-        assert "Traceback" not in done.stderr
+        # 400 KB meant for a reader that took 10 bytes: that input failed, in one line (a
+        # buffered write into the closed pipe returned its partial count without an error)
+        assert done.returncode == 1, done.stderr
+        assert error_lines_of(done.stderr) == [
+            "poolcli: error: samples/chelsea.png: cannot write: the output's reader went away"]
 
     def test_subprocess_dev_stdout_redirected_to_a_file_is_written_into(self, samples):
         """`-o /dev/stdout > out.png`: /dev/stdout is then an existing regular file, which was
@@ -1641,6 +1653,24 @@ class TestSubprocess:
         assert done.returncode == 1
         assert "samples/chelsea.png: cannot write: the output's reader went away" in done.stderr
         assert "Error" not in done.stderr
+
+    def test_subprocess_warnings_for_a_reader_gone_leave_the_exit_code_to_the_inputs(self, samples):
+        save_image("bits.png", np.eye(8, dtype=bool))  # lp of it warns about clipped values
+        py = " ".join(map(shlex.quote, POOLCLI))
+        done = _sh(f"{py} lp bits.png -o bits_lp.png 2>&1 | true", text=True)
+        assert done.returncode == 0, done.stderr
+        assert Path("bits_lp.png").exists()
+
+    def test_subprocess_closed_standard_streams_are_readers_gone(self, samples):
+        py = " ".join(map(shlex.quote, POOLCLI))
+        done = _sh(f"{py} max samples/chelsea.png -o out.png --json >&-", text=True)
+        assert done.returncode == 0 and done.stderr == "" and Path("out.png").exists()
+        done = _sh(f"{py} max samples/chelsea.png -o - --format png >&-", text=True)
+        assert done.returncode == 1
+        assert error_lines_of(done.stderr) == [
+            "poolcli: error: samples/chelsea.png: cannot write: the output's reader went away"]
+        done = _sh(f"{py} max missing.png -o x.png 2>&-", text=True)
+        assert done.returncode == 1 and "Traceback" not in done.stdout
 
     @staticmethod
     def _slow_batch(tmp_path, count: int, *args, after: str = "", **popen):

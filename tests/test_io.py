@@ -903,8 +903,8 @@ def test_colour_key_transparency_becomes_alpha(tmp_path):
     np.testing.assert_array_equal(loaded.arrays[None][..., :3], rgb8)
 
 
-def test_grey_colour_key_becomes_alpha_at_16_and_1_bits(tmp_path):
-    # tRNS on a grey PNG: 16 bits gives LA;16 (the key was dropped), 1 bit LA
+def test_grey_colour_key_becomes_alpha_at_every_bit_depth(tmp_path):
+    # tRNS on a grey PNG: 16 bits gives LA;16 (the key was dropped), 1, 2 and 4 bits LA
     grey16 = np.array([[1000, 2000], [5, 1000]], np.uint16)
     path = tmp_path / "g16.png"
     path.write_bytes(png16(grey16, 0, extra=((b"tRNS", struct.pack(">H", 1000)),)))
@@ -917,6 +917,17 @@ def test_grey_colour_key_becomes_alpha_at_16_and_1_bits(tmp_path):
     loaded = read_input(str(tmp_path / "g1.png"))
     assert loaded.image_mode == "LA"
     np.testing.assert_array_equal(loaded.arrays[None][..., 1], np.where(bits, 0, 255))
+    for bits, key in ((2, 3), (4, 5)):  # Pillow scales these samples, not their key
+        raw = b"".join(b"\0" + bytes([int(format(v, f"0{bits}b") * (8 // bits), 2)])
+                       for v in (key, key - 1))  # a row of key pixels, a row of others
+        ihdr = struct.pack(">IIBBBBB", 8 // bits, 2, bits, 0, 0, 0, 0)
+        (tmp_path / f"g{bits}.png").write_bytes(
+            b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+            + png_chunk(b"tRNS", struct.pack(">H", key))
+            + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
+        loaded = read_input(str(tmp_path / f"g{bits}.png"))
+        assert loaded.image_mode == "LA"
+        np.testing.assert_array_equal(loaded.arrays[None][..., 1][:, 0], [0, 255])
     (tmp_path / "plain16.png").write_bytes(png16(grey16, 0))
     loaded = read_input(str(tmp_path / "plain16.png"))
     assert loaded.image_mode == "I;16" and loaded.arrays[None].ndim == 2
@@ -942,6 +953,23 @@ def test_a_short_write_says_the_disk_may_be_full():
     error = pio._write_error("out/x.npy", OSError("1048576 requested and 524256 written"))
     assert str(error) == ("out/x.npy: cannot write (the disk may be full: 1048576 requested "
                           "and 524256 written)")
+
+
+def test_a_full_disk_as_the_file_closes_names_the_output(tmp_path, monkeypatch):
+    # an .npz is written through a buffer whose rest goes to the disk as the file closes
+    real_fdopen = os.fdopen
+
+    class FullAtClose(io.BufferedWriter):
+        def close(self):
+            super().close()
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pio.os, "fdopen",
+                        lambda fd, mode: FullAtClose(real_fdopen(fd, mode, buffering=0)))
+    with pytest.raises(PoolError) as error:
+        write_output(str(tmp_path / "out.npz"), {"a": np.zeros(4)}, fmt="npz", like=None)
+    assert str(error.value) == f"{tmp_path / 'out.npz'}: cannot write (No space left on device)"
+    assert os.listdir(tmp_path) == []
 
 
 def test_failed_write_through_dot_dot_removes_what_makedirs_made(tmp_path, monkeypatch):
