@@ -8,6 +8,7 @@ immutability).
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 
@@ -755,18 +756,32 @@ ERROR_CASES = [
 ]
 
 
+_Pair = collections.namedtuple("_Pair", "h w")
+
+
 @pytest.mark.parametrize("valid,invalid", [
     (dict(window=2), dict(window=2.0)), (dict(window=2), dict(window=True)),
     (dict(window=(2, 2)), dict(window=(2.0, 2))), (dict(stride=1), dict(stride=True)),
-    (dict(padding=(1, 0)), dict(padding=(1.0, 0))), (dict(window=3, padding=1), dict(window=3, padding=True))])
+    (dict(padding=(1, 0)), dict(padding=(1.0, 0))), (dict(window=3, padding=1), dict(window=3, padding=True)),
+    (dict(window=_Pair(2, 2)), dict(window=_Pair(2.0, 2.0))), (dict(mode="lp", power=1), dict(mode="lp", power=np.True_))])
 def test_remembered_options_equal_as_keys_are_still_checked_each(valid, invalid):
     """pool() remembers checked options; 2 == 2.0 == True, but only 2 is a window."""
     x = np.arange(36.0).reshape(6, 6)
-    want = pool(x, "max", **valid)
+    mode = valid.pop("mode", "max")
+    invalid.pop("mode", None)
+    want = pool(x, mode, **valid)
     for _ in range(2):  # before and after the invalid one was tried
         with pytest.raises(PoolError):
-            pool(x, "max", **invalid)
-        assert np.array_equal(pool(x, "max", **valid), want)
+            pool(x, mode, **invalid)
+        assert np.array_equal(pool(x, mode, **valid), want)
+
+
+def test_a_pass_that_widens_one_axis_after_another_shrank_is_not_refused():
+    # passes go one axis at a time: (200000, 8) -> (8, 8) -> (8, 200000), never 200000^2
+    x = np.random.default_rng(0).random((200000, 8), dtype=np.float32)
+    got = pool(x, "avg", output_size=(8, 200000))
+    assert got.shape == (8, 200000)
+    assert np.allclose(got[:, ::25000], x.reshape(8, 25000, 8).mean(axis=1)[:, :8], rtol=1e-5)
 
 
 @pytest.mark.parametrize("x,mode,kwargs", [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])

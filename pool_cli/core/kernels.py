@@ -44,8 +44,8 @@ PIXEL_MAX_CELLS = 16
 # benchmarks/README.md).
 FLAT_ALL_MAX_STRIDE = 2
 FLAT_ALL_MAX_AXES = 2
-# A flat pass's padded copy may be at most this many times the input's length.
-PADDED_MAX_FACTOR = 4
+# An operation of a direct pass costs about as much as this many cells' work (NumPy's call).
+CALL_CELLS = 1000
 # Sums over windows of up to this many cells add in the same order by doubling (sliding) as
 # cell by cell (direct and tile passes), so any pass gives them the same bits.
 SAME_ORDER_MAX_WINDOW = 3
@@ -75,13 +75,21 @@ def choose_pass(shape: tuple[int, ...], axis: int, g: Axis, combine: np.ufunc):
         return tile_pass
     if g.window == 1 or (sums and 3 < g.window <= g.stride and g.dilation == 1):
         return direct_pass
-    if g.window > g.out and (g.out - 1) * g.stride + g.span > PADDED_MAX_FACTOR * g.length:
-        # a few windows far wider than the input: a flat pass would pad it to their width
-        # (2**40 cells), the direct pass visits only the taps that reach inside
+    if g.window > g.out and direct_is_cheaper(g):
         return direct_pass
     if cells < SHORT_ROW_CELLS or g.window >= FLAT_MIN_WINDOW:
         return flat_pass
     return direct_pass
+
+
+def direct_is_cheaper(g: Axis) -> bool:
+    """Whether a few windows far wider than the input (a huge padding) are cheaper pooled by a
+    direct pass, one operation per window offset that reaches inside the input, than by a flat
+    pass, which pads the input to their width (2**40 cells for a 2**40 window) and doubles
+    over it."""
+    padded = (g.out - 1) * g.stride + g.span
+    offsets = min(g.window, g.out * (g.length // g.dilation + 1))
+    return offsets * CALL_CELLS + g.out * g.length < math.log2(g.window) * padded
 
 
 def _trailing_contiguous(x: np.ndarray, axis: int) -> bool:

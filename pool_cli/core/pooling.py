@@ -131,9 +131,9 @@ def _remembered_plan(spec: "PoolSpec", shape: tuple[int, ...]):
 
 
 def _types(value):
-    # 2, 2.0 and True are equal keys, but not the same option
-    if type(value) is tuple:
-        return tuple(map(_types, value))
+    # 2, 2.0 and True are equal keys, but not the same option (in a named tuple neither)
+    if isinstance(value, tuple):
+        return (type(value), *map(_types, value))
     return type(value)
 
 
@@ -292,14 +292,15 @@ def _rounded_mean_64(x: np.ndarray, plan, counts: np.ndarray, out: np.ndarray) -
 
 
 def _check_fits(plan, cells: int, dtype: np.dtype) -> None:
-    """Refuse a pooling whose output, or whose passes, would outgrow this machine's memory
-    (a huge padding or output_size on a small input): a PoolError now, not a MemoryError
-    halfway or the kernel's out-of-memory killer. A pass holds at most the larger of the
-    input's and the output's length along each axis, in at most 8-byte sums."""
+    """Refuse a pooling that would outgrow this machine's memory (a huge padding or
+    output_size on a small input): a PoolError now, rather than a MemoryError halfway or the
+    kernel's out-of-memory killer. By a low estimate: the output, or the largest result of a
+    pass (:meth:`~pool_cli.core.plans.Plan.peak_cells`) in 8-byte sums where it outgrows the
+    input; one within a few times of memory may still fail as it runs."""
     needs = math.prod(plan.out_shape) * dtype.itemsize
-    grown = math.prod(max(n, m) for n, m in zip(plan.in_shape, plan.out_shape))
-    if grown > cells:
-        needs = max(needs, grown * 8)
+    peak = plan.peak_cells()
+    if peak > cells:
+        needs = max(needs, peak * 8)
     if needs > memory_bytes():
         raise PoolError(f"pooling to shape {plan.out_shape} would need {_gib(needs)} of memory, "
                         f"more than this machine's {_gib(memory_bytes())}")
@@ -433,7 +434,7 @@ def _check_axis_counts(lists: dict[str, tuple], layout: str | None) -> None:
 
 def _check_power(power) -> float:
     try:
-        if isinstance(power, bool):  # True is 1 to float(), not a power anyone means
+        if isinstance(power, (bool, np.bool_)):  # True is 1 to float(), not a power meant
             raise TypeError(power)
         p = float(power)
     except (TypeError, ValueError):
