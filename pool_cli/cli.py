@@ -557,12 +557,10 @@ def main() -> None:
 
 
 def _run_cli() -> None:
+    # a reader gone (`poolcli ... | head`) is handled where each report or output is written:
+    # Click's own handler would exit 1 whatever was done
     try:
         cli(prog_name="poolcli")
-    except BrokenPipeError:
-        # The reader went away (`poolcli ... | head`): not an error of ours.
-        sys.stderr.close()
-        sys.exit(0)
     except Interrupted as stop:  # the shell's convention: 128 + the signal's number
         print(f"poolcli: interrupted by {signal.Signals(stop.args[0]).name}", file=sys.stderr)
         sys.exit(128 + stop.args[0])

@@ -204,7 +204,7 @@ class PoolSpec:
         if out is not None:
             _check_out(out, plan.out_shape, self.output_dtype(x.dtype), x)
         else:
-            _check_fits(plan, x.size, self.output_dtype(x.dtype))
+            _check_fits(plan, self.output_dtype(x.dtype))
         return self.run(x, plan, threads, out)
 
     def output_dtype(self, dtype: np.dtype) -> np.dtype:
@@ -291,7 +291,7 @@ def _rounded_mean_64(x: np.ndarray, plan, counts: np.ndarray, out: np.ndarray) -
     np.add(q.astype(out.dtype) << np.array(32, out.dtype), rest.astype(out.dtype), out=out)
 
 
-def _check_fits(plan, cells: int, dtype: np.dtype) -> None:
+def _check_fits(plan, dtype: np.dtype) -> None:
     """Refuse a pooling that would outgrow this machine's memory (a huge padding or
     output_size on a small input): a PoolError now, rather than a MemoryError halfway or the
     kernel's out-of-memory killer. By a low estimate: the output, or the largest result of a
@@ -299,7 +299,7 @@ def _check_fits(plan, cells: int, dtype: np.dtype) -> None:
     input; one within a few times of memory may still fail as it runs."""
     needs = math.prod(plan.out_shape) * dtype.itemsize
     peak = plan.peak_cells()
-    if peak > cells:
+    if peak > math.prod(plan.in_shape):
         needs = max(needs, peak * 8)
     if needs > memory_bytes():
         raise PoolError(f"pooling to shape {plan.out_shape} would need {_gib(needs)} of memory, "
